@@ -1,0 +1,2 @@
+//! The on-disk store (work in progress).
+#![forbid(unsafe_code)]
