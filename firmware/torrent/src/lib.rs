@@ -3,8 +3,18 @@
 //! No sockets, no clock, no async runtime: this crate turns bytes into
 //! validated values (bencode, metainfo, magnets) and hashes into merkle trees.
 //! Keeping IO out is what lets it be unit-tested exhaustively and fuzzed;
-//! the drivers in other crates only move bytes.
+//! the drivers in other crates only move bytes. The one exception is
+//! [`create`], which reads files through a caller-supplied [`create::Source`]
+//! so that hashing can use every core.
 #![forbid(unsafe_code)]
 
+pub mod bencode;
+pub mod create;
+mod error;
 pub mod hash;
+pub mod magnet;
 pub mod merkle;
+pub mod metainfo;
+
+pub use error::Error;
+pub use metainfo::{Info, Metainfo, Version};

@@ -1,0 +1,688 @@
+//! Creating v1, v2 and hybrid torrents.
+//!
+//! The layout (file order, pad files, offsets) follows what libtorrent 2.0
+//! writes, so that for the same tree and piece length our hybrid `info`
+//! dictionary is byte-identical to libtorrent's (tested in tests/e2e).
+//! Files are read through [`Source`], so this module stays free of paths
+//! and file systems; hashing is split into independent units of whole pieces
+//! and spread over threads, because SHA-1 plus SHA-256 of a mirror tree is
+//! CPU-bound and a 2-core board should use both cores.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bt_bencode::value::Number;
+use bt_bencode::{ByteString, Value};
+
+use crate::error::{Error, field};
+use crate::hash::{Sha1, Sha1Hasher, Sha256};
+use crate::merkle::{self, BLOCK_SIZE};
+use crate::metainfo::{self, Attr, Limits, Metainfo, Version};
+
+/// A file to put in a torrent, as found by the caller's directory walk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputFile {
+    /// Path components below the torrent's root directory (for a
+    /// single-file torrent: just the file name).
+    pub path: Vec<String>,
+    pub length: u64,
+    pub executable: bool,
+    /// Some for a symlink, whose target is given relative to the torrent root.
+    pub symlink_target: Option<Vec<String>>,
+}
+
+/// What to create.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub version: Version,
+    /// None picks [`auto_piece_length`].
+    pub piece_length: Option<u64>,
+    pub trackers: Vec<String>,
+    pub web_seeds: Vec<String>,
+    pub creation_date: Option<i64>,
+    pub created_by: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            version: Version::Hybrid,
+            piece_length: None,
+            trackers: Vec::new(),
+            web_seeds: Vec::new(),
+            creation_date: None,
+            created_by: None,
+        }
+    }
+}
+
+/// Opens the caller's files for reading.
+pub trait Source: Sync {
+    type Reader: Read + Seek;
+    fn open(&self, file: &InputFile) -> std::io::Result<Self::Reader>;
+}
+
+/// About 512 pieces per torrent, as a power of two between 16 KiB and
+/// 4 MiB: small enough that a lost piece is cheap to refetch, large enough
+/// that the v1 piece list and v2 piece layers stay small.
+pub fn auto_piece_length(total: u64) -> u64 {
+    (total / 512)
+        .max(BLOCK_SIZE as u64)
+        .next_power_of_two()
+        .min(4 << 20)
+}
+
+/// A validated, ordered file list with its piece layout.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    pub version: Version,
+    pub piece_length: u64,
+    pub single_file: bool,
+    /// Canonical order: path components compared bytewise, which is the
+    /// order of a v2 file tree.
+    pub files: Vec<InputFile>,
+    /// Offset of each file in piece space.
+    offsets: Vec<u64>,
+    /// Whether a pad file follows each file (hybrid only).
+    pad_after: Vec<u64>,
+    /// Length of the v1 stream / end of piece space.
+    end: u64,
+}
+
+impl Plan {
+    /// Validates names and paths, orders the files and lays out pieces.
+    pub fn new(
+        name: &str,
+        single_file: bool,
+        mut files: Vec<InputFile>,
+        opts: &Options,
+    ) -> Result<Plan, Error> {
+        let limits = Limits::default();
+        let name = metainfo::component("name", name.as_bytes(), &limits)?;
+        for f in &files {
+            for c in f.path.iter().chain(f.symlink_target.iter().flatten()) {
+                metainfo::component(&f.path.join("/"), c.as_bytes(), &limits)?;
+            }
+        }
+        if files.is_empty() {
+            return Err(field("files", "the tree has no files"));
+        }
+        if single_file && files.len() != 1 {
+            return Err(field("files", "a single-file torrent has one file"));
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        if files.windows(2).any(|w| w[0].path == w[1].path) {
+            return Err(field("files", "two files have the same path"));
+        }
+        let total: u64 = files.iter().map(|f| f.length).sum();
+        let piece_length = opts.piece_length.unwrap_or_else(|| auto_piece_length(total));
+        let pow2 = piece_length.is_power_of_two() && piece_length >= BLOCK_SIZE as u64;
+        if !pow2 || piece_length > limits.max_piece_length {
+            return Err(field(
+                "piece length",
+                format!("{piece_length} is not a power of two between 16 KiB and 256 MiB"),
+            ));
+        }
+        let mut offsets = Vec::with_capacity(files.len());
+        let mut pad_after = Vec::with_capacity(files.len());
+        let mut off = 0u64;
+        for f in &files {
+            if opts.version == Version::V2 && f.length > 0 {
+                off = off.next_multiple_of(piece_length);
+            }
+            offsets.push(off);
+            off += f.length;
+            let rem = f.length % piece_length;
+            // libtorrent pads every file of a multi-file hybrid, the last
+            // one included, and never the only file.
+            let pad = if opts.version == Version::Hybrid && files.len() > 1 && rem != 0 {
+                piece_length - rem
+            } else {
+                0
+            };
+            pad_after.push(pad);
+            off += pad;
+        }
+        Ok(Plan {
+            name,
+            version: opts.version,
+            piece_length,
+            single_file,
+            files,
+            offsets,
+            pad_after,
+            end: off,
+        })
+    }
+
+    /// Bytes of file data to hash.
+    pub fn total_length(&self) -> u64 {
+        self.files.iter().map(|f| f.length).sum()
+    }
+
+    fn piece_count(&self) -> u64 {
+        self.end.div_ceil(self.piece_length)
+    }
+}
+
+/// One independent hashing job: whole pieces of one file (v2, hybrid) or
+/// of the v1 stream.
+#[derive(Debug, Clone, Copy)]
+struct Unit {
+    /// File index for v2/hybrid; unused for v1.
+    file: usize,
+    first_piece: u64,
+    count: u64,
+}
+
+#[derive(Default)]
+struct UnitResult {
+    v2: Vec<Sha256>,
+    v1: Vec<Sha1>,
+}
+
+/// Hashes the plan's files and returns the encoded torrent and its parse.
+///
+/// `progress` is called with byte counts as they are hashed.
+pub fn create<S: Source>(
+    plan: &Plan,
+    opts: &Options,
+    source: &S,
+    threads: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(Vec<u8>, Metainfo), Error> {
+    let units = units(plan);
+    let results: Vec<Mutex<Option<UnitResult>>> = units.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let threads = threads.clamp(1, 16).min(units.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut buf = vec![0u8; plan.piece_length as usize];
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(unit) = units.get(i) else { break };
+                    if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
+                        break;
+                    }
+                    let r = match plan.version {
+                        Version::V1 => hash_v1_unit(plan, source, *unit, &mut buf, progress),
+                        _ => hash_file_unit(plan, source, *unit, &mut buf, progress),
+                    };
+                    match r {
+                        Ok(r) => {
+                            if let Ok(mut slot) = results[i].lock() {
+                                *slot = Some(r);
+                            }
+                        }
+                        Err(e) => {
+                            if let Ok(mut f) = failure.lock() {
+                                f.get_or_insert(e);
+                            }
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    let mut per_unit = Vec::with_capacity(units.len());
+    for r in results {
+        per_unit.push(
+            r.into_inner()
+                .ok()
+                .flatten()
+                .ok_or_else(|| field("hashing", "a hashing thread failed"))?,
+        );
+    }
+    let torrent = encode(plan, opts, &units, per_unit)?;
+    let meta = Metainfo::from_bytes(&torrent)?;
+    Ok((torrent, meta))
+}
+
+/// Splits the work into units of about 16 MiB.
+fn units(plan: &Plan) -> Vec<Unit> {
+    let per = ((16u64 << 20) / plan.piece_length).max(1);
+    let mut out = Vec::new();
+    match plan.version {
+        Version::V1 => {
+            let n = plan.piece_count();
+            let mut p = 0;
+            while p < n {
+                let count = per.min(n - p);
+                out.push(Unit {
+                    file: 0,
+                    first_piece: p,
+                    count,
+                });
+                p += count;
+            }
+        }
+        _ => {
+            for (i, f) in plan.files.iter().enumerate() {
+                if f.symlink_target.is_some() {
+                    continue;
+                }
+                let n = f.length.div_ceil(plan.piece_length);
+                let mut p = 0;
+                while p < n {
+                    let count = per.min(n - p);
+                    out.push(Unit {
+                        file: i,
+                        first_piece: p,
+                        count,
+                    });
+                    p += count;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn io_err(f: &InputFile, e: &std::io::Error) -> Error {
+    let reason = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        "file shrank while being hashed".to_owned()
+    } else {
+        e.to_string()
+    };
+    Error::Io {
+        path: f.path.join("/"),
+        reason,
+    }
+}
+
+fn hash_file_unit<S: Source>(
+    plan: &Plan,
+    source: &S,
+    unit: Unit,
+    buf: &mut [u8],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<UnitResult, Error> {
+    let f = &plan.files[unit.file];
+    let pl = plan.piece_length;
+    let mut r = source.open(f).map_err(|e| io_err(f, &e))?;
+    r.seek(SeekFrom::Start(unit.first_piece * pl))
+        .map_err(|e| io_err(f, &e))?;
+    let width = merkle::piece_width(f.length, pl);
+    let mut out = UnitResult::default();
+    let zeros = [0u8; BLOCK_SIZE];
+    for p in unit.first_piece..unit.first_piece + unit.count {
+        let len = (f.length - p * pl).min(pl) as usize;
+        let data = &mut buf[..len];
+        r.read_exact(data).map_err(|e| io_err(f, &e))?;
+        out.v2
+            .push(merkle::piece_hash(data, width).unwrap_or_default());
+        if plan.version == Version::Hybrid {
+            let mut h = Sha1Hasher::default();
+            h.update(data);
+            if plan.pad_after[unit.file] > 0 {
+                let mut fill = pl as usize - len;
+                while fill > 0 {
+                    let n = fill.min(zeros.len());
+                    h.update(&zeros[..n]);
+                    fill -= n;
+                }
+            }
+            out.v1.push(h.finish());
+        }
+        progress(len as u64);
+    }
+    Ok(out)
+}
+
+fn hash_v1_unit<S: Source>(
+    plan: &Plan,
+    source: &S,
+    unit: Unit,
+    buf: &mut [u8],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<UnitResult, Error> {
+    let pl = plan.piece_length;
+    let mut out = UnitResult::default();
+    // The file currently open: (index, reader, position).
+    let mut open: Option<(usize, S::Reader, u64)> = None;
+    for p in unit.first_piece..unit.first_piece + unit.count {
+        let start = p * pl;
+        let len = (plan.end - start).min(pl) as usize;
+        let mut filled = 0usize;
+        while filled < len {
+            let pos = start + filled as u64;
+            // The last file starting at or before `pos` that has data there.
+            let idx = plan.offsets.partition_point(|o| *o <= pos).saturating_sub(1);
+            let Some((fi, f)) = plan
+                .files
+                .iter()
+                .enumerate()
+                .skip(idx)
+                .find(|(i, f)| plan.offsets[*i] + f.length > pos && f.symlink_target.is_none())
+            else {
+                return Err(field("layout", "piece past the end of the files"));
+            };
+            let in_file = pos - plan.offsets[fi];
+            let reopen = !matches!(&open, Some((i, _, at)) if *i == fi && *at == in_file);
+            if reopen {
+                let mut r = source.open(f).map_err(|e| io_err(f, &e))?;
+                r.seek(SeekFrom::Start(in_file))
+                    .map_err(|e| io_err(f, &e))?;
+                open = Some((fi, r, in_file));
+            }
+            let n = ((f.length - in_file) as usize).min(len - filled);
+            if let Some((_, r, at)) = open.as_mut() {
+                r.read_exact(&mut buf[filled..filled + n])
+                    .map_err(|e| io_err(f, &e))?;
+                *at += n as u64;
+            }
+            filled += n;
+        }
+        let mut h = Sha1Hasher::default();
+        h.update(&buf[..len]);
+        out.v1.push(h.finish());
+        progress(len as u64);
+    }
+    Ok(out)
+}
+
+fn int(n: u64) -> Value {
+    Value::Int(Number::Unsigned(n))
+}
+
+fn bstr(s: impl Into<Vec<u8>>) -> Value {
+    Value::ByteStr(ByteString::from(s.into()))
+}
+
+fn key(s: &str) -> ByteString {
+    ByteString::from(s)
+}
+
+fn path_value(path: &[String]) -> Value {
+    Value::List(path.iter().map(|c| bstr(c.as_bytes())).collect())
+}
+
+/// The per-file fields shared by v1 file entries and v2 tree leaves.
+fn common_fields(d: &mut BTreeMap<ByteString, Value>, f: &InputFile) {
+    let attr = Attr {
+        symlink: f.symlink_target.is_some(),
+        executable: f.executable,
+        ..Attr::default()
+    };
+    if let Some(a) = attr.encode() {
+        d.insert(key("attr"), bstr(a));
+    }
+    d.insert(key("length"), int(f.length));
+    if let Some(t) = &f.symlink_target {
+        d.insert(key("symlink path"), path_value(t));
+    }
+}
+
+fn encode(
+    plan: &Plan,
+    opts: &Options,
+    units: &[Unit],
+    results: Vec<UnitResult>,
+) -> Result<Vec<u8>, Error> {
+    let pl = plan.piece_length;
+    let mut info: BTreeMap<ByteString, Value> = BTreeMap::new();
+    info.insert(key("name"), bstr(plan.name.as_bytes()));
+    info.insert(key("piece length"), int(pl));
+
+    // Gather per-file v2 piece hashes and the v1 piece string.
+    let mut layers: Vec<Vec<Sha256>> = vec![Vec::new(); plan.files.len()];
+    let mut pieces: Vec<u8> = Vec::new();
+    for (unit, r) in units.iter().zip(results) {
+        if plan.version.has_v2() {
+            layers[unit.file].extend(r.v2);
+        }
+        for h in r.v1 {
+            pieces.extend_from_slice(&h);
+        }
+    }
+    if plan.version.has_v1() {
+        info.insert(key("pieces"), bstr(pieces));
+    }
+
+    let mut piece_layers: BTreeMap<ByteString, Value> = BTreeMap::new();
+    if plan.version.has_v2() {
+        info.insert(key("meta version"), int(2));
+        let pad = merkle::pad_hash((pl / BLOCK_SIZE as u64).trailing_zeros());
+        let mut tree: BTreeMap<ByteString, Value> = BTreeMap::new();
+        for (f, layer) in plan.files.iter().zip(layers) {
+            let mut leaf = BTreeMap::new();
+            common_fields(&mut leaf, f);
+            if f.length > 0 && f.symlink_target.is_none() {
+                let root = if f.length > pl {
+                    let width = layer.len().next_power_of_two();
+                    let root = merkle::root_of(&layer, width, pad)
+                        .ok_or_else(|| field("piece layers", "bad layer width"))?;
+                    piece_layers.insert(ByteString::from(root.to_vec()), bstr(layer.concat()));
+                    root
+                } else {
+                    layer
+                        .first()
+                        .copied()
+                        .ok_or_else(|| field("pieces root", "file was not hashed"))?
+                };
+                leaf.insert(key("pieces root"), bstr(root.to_vec()));
+            }
+            let mut node = &mut tree;
+            let path: &[String] = if plan.single_file {
+                std::slice::from_ref(&plan.name)
+            } else {
+                &f.path
+            };
+            for c in path {
+                let child = node
+                    .entry(key(c))
+                    .or_insert_with(|| Value::Dict(BTreeMap::new()));
+                node = child
+                    .as_dict_mut()
+                    .ok_or_else(|| field("file tree", "a file is also a directory"))?;
+            }
+            node.insert(key(""), Value::Dict(leaf));
+        }
+        info.insert(key("file tree"), Value::Dict(tree));
+    }
+
+    if plan.version.has_v1() {
+        if plan.single_file {
+            let mut d = BTreeMap::new();
+            common_fields(&mut d, &plan.files[0]);
+            info.extend(d);
+        } else {
+            let mut list = Vec::new();
+            for (f, pad) in plan.files.iter().zip(&plan.pad_after) {
+                let mut d = BTreeMap::new();
+                common_fields(&mut d, f);
+                d.insert(key("path"), path_value(&f.path));
+                list.push(Value::Dict(d));
+                if *pad > 0 {
+                    let mut p = BTreeMap::new();
+                    p.insert(key("attr"), bstr("p"));
+                    p.insert(key("length"), int(*pad));
+                    p.insert(
+                        key("path"),
+                        path_value(&[".pad".to_owned(), pad.to_string()]),
+                    );
+                    list.push(Value::Dict(p));
+                }
+            }
+            info.insert(key("files"), Value::List(list));
+        }
+    }
+
+    let mut top: BTreeMap<ByteString, Value> = BTreeMap::new();
+    if let Some(first) = opts.trackers.first() {
+        top.insert(key("announce"), bstr(first.as_bytes()));
+        if opts.trackers.len() > 1 {
+            let tiers = opts
+                .trackers
+                .iter()
+                .map(|t| Value::List(vec![bstr(t.as_bytes())]))
+                .collect();
+            top.insert(key("announce-list"), Value::List(tiers));
+        }
+    }
+    if let Some(by) = &opts.created_by {
+        top.insert(key("created by"), bstr(by.as_bytes()));
+    }
+    if let Some(date) = opts.creation_date {
+        top.insert(key("creation date"), Value::Int(Number::Signed(date)));
+    }
+    top.insert(key("info"), Value::Dict(info));
+    if !piece_layers.is_empty() {
+        top.insert(key("piece layers"), Value::Dict(piece_layers));
+    }
+    if !opts.web_seeds.is_empty() {
+        let seeds = opts.web_seeds.iter().map(|u| bstr(u.as_bytes())).collect();
+        top.insert(key("url-list"), Value::List(seeds));
+    }
+    bt_bencode::to_vec(&Value::Dict(top)).map_err(|e| Error::Decode {
+        what: "torrent",
+        reason: e.to_string(),
+    })
+}
+
+/// A [`Source`] over in-memory files (tests).
+#[cfg(test)]
+pub(crate) struct MemSource(pub BTreeMap<Vec<String>, Vec<u8>>);
+
+#[cfg(test)]
+impl Source for MemSource {
+    type Reader = std::io::Cursor<Vec<u8>>;
+    fn open(&self, file: &InputFile) -> std::io::Result<Self::Reader> {
+        self.0
+            .get(&file.path)
+            .cloned()
+            .map(std::io::Cursor::new)
+            .ok_or_else(|| std::io::Error::other("no such file"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::sha1;
+
+    fn tree(files: &[(&str, usize)]) -> (Vec<InputFile>, MemSource) {
+        let mut mem = BTreeMap::new();
+        let mut list = Vec::new();
+        for (i, (p, len)) in files.iter().enumerate() {
+            let path: Vec<String> = p.split('/').map(str::to_owned).collect();
+            let data: Vec<u8> = (0..*len).map(|j| (j * 31 + i * 7) as u8).collect();
+            mem.insert(path.clone(), data);
+            list.push(InputFile {
+                path,
+                length: *len as u64,
+                executable: false,
+                symlink_target: None,
+            });
+        }
+        (list, MemSource(mem))
+    }
+
+    fn make(version: Version, files: &[(&str, usize)], pl: u64) -> (Vec<u8>, Metainfo, MemSource) {
+        let (list, src) = tree(files);
+        let opts = Options {
+            version,
+            piece_length: Some(pl),
+            ..Options::default()
+        };
+        let plan = Plan::new("root", false, list, &opts).expect("plan");
+        let (bytes, meta) = create(&plan, &opts, &src, 2, &|_| {}).expect("create");
+        (bytes, meta, src)
+    }
+
+    const FILES: &[(&str, usize)] = &[
+        ("b/x.bin", 100_000),
+        ("a.txt", 5000),
+        ("c/exact", 32768),
+        ("empty", 0),
+        ("b/y", 3),
+    ];
+
+    #[test]
+    fn hybrid_layout_matches_libtorrent_conventions() {
+        let (_, meta, src) = make(Version::Hybrid, FILES, 16384);
+        let info = &meta.info;
+        assert_eq!(info.version, Version::Hybrid);
+        let names: Vec<String> = info.files.iter().map(|f| f.display_path()).collect();
+        // Canonical order; a pad after every file not ending on a piece
+        // boundary, the last one included.
+        assert_eq!(
+            names,
+            [
+                "a.txt",
+                ".pad/11384",
+                "b/x.bin",
+                ".pad/14688",
+                "b/y",
+                ".pad/16381",
+                "c/exact",
+                "empty"
+            ]
+        );
+        for f in info.real_files().filter(|f| f.length > 0) {
+            assert_eq!(f.offset % 16384, 0);
+            let data = &src.0[&f.path];
+            let hashes = merkle::hash_bytes(data, 16384);
+            assert_eq!(f.pieces_root, hashes.root, "{}", f.display_path());
+        }
+        // v1 pieces: first piece is a.txt plus zeros.
+        let mut first = src.0[&vec!["a.txt".to_owned()]].clone();
+        first.resize(16384, 0);
+        assert_eq!(info.pieces[0], sha1(&first));
+        assert_eq!(info.pieces.len() as u64, info.piece_count());
+    }
+
+    #[test]
+    fn v1_pieces_span_files() {
+        let (_, meta, src) = make(Version::V1, FILES, 16384);
+        let mut stream = Vec::new();
+        for f in &meta.info.files {
+            stream.extend_from_slice(&src.0[&f.path]);
+        }
+        let expect: Vec<Sha1> = stream.chunks(16384).map(sha1).collect();
+        assert_eq!(meta.info.pieces, expect);
+        assert!(meta.info.v2_infohash.is_none());
+    }
+
+    #[test]
+    fn v2_has_piece_layers_and_no_v1() {
+        let (_, meta, _) = make(Version::V2, FILES, 16384);
+        assert!(meta.info.pieces.is_empty());
+        assert!(meta.info.v1_infohash.is_none());
+        assert_eq!(meta.piece_layers.len(), 2);
+    }
+
+    #[test]
+    fn single_thread_and_many_threads_agree() {
+        let (list, src) = tree(&[("big", 5_000_000), ("small", 10)]);
+        let opts = Options {
+            piece_length: Some(16384),
+            ..Options::default()
+        };
+        let plan = Plan::new("r", false, list, &opts).expect("plan");
+        let a = create(&plan, &opts, &src, 1, &|_| {}).expect("a").0;
+        let b = create(&plan, &opts, &src, 4, &|_| {}).expect("b").0;
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn rejects_bad_names_and_sizes() {
+        let (list, _) = tree(&[("ok", 1)]);
+        let opts = Options {
+            piece_length: Some(1000),
+            ..Options::default()
+        };
+        assert!(Plan::new("r", false, list.clone(), &opts).is_err());
+        assert!(Plan::new("..", false, list, &Options::default()).is_err());
+        assert!(Plan::new("r", false, Vec::new(), &Options::default()).is_err());
+    }
+}

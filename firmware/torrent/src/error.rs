@@ -1,0 +1,55 @@
+//! The one error type of this crate.
+
+use crate::bencode::BencodeError;
+
+/// Why input was refused. Messages name the field (`info.files[3].path`) so
+/// a user can find the problem in the torrent, release or message at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Malformed or over-limit bencode.
+    #[error(transparent)]
+    Bencode(#[from] BencodeError),
+    /// Well-formed bencode of the wrong shape.
+    #[error("cannot decode {what}: {reason}")]
+    Decode { what: &'static str, reason: String },
+    /// A required field is absent.
+    #[error("missing field {field}")]
+    Missing { field: String },
+    /// A field has the wrong type or an impossible value.
+    #[error("bad field {field}: {reason}")]
+    Field { field: String, reason: String },
+    /// A path component that could escape or break the download directory.
+    #[error("unsafe path in {field}: {reason}")]
+    Path { field: String, reason: String },
+    /// A count over one of [`crate::metainfo::Limits`].
+    #[error("{what} is {value}, over the limit of {limit}")]
+    Limit {
+        what: &'static str,
+        value: u64,
+        limit: u64,
+    },
+    /// Parts of the torrent that disagree with each other (v1 file list vs
+    /// v2 file tree, piece layer vs pieces root).
+    #[error("inconsistent torrent: {0}")]
+    Inconsistent(String),
+    /// A malformed magnet link.
+    #[error("bad magnet link: {0}")]
+    Magnet(String),
+    /// Reading a file while creating or verifying a torrent failed.
+    #[error("{path}: {reason}")]
+    Io { path: String, reason: String },
+}
+
+pub(crate) fn field(field: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::Field {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+pub(crate) fn missing(field: impl Into<String>) -> Error {
+    Error::Missing {
+        field: field.into(),
+    }
+}

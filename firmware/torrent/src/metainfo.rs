@@ -1,0 +1,742 @@
+//! Torrent metainfo: v1 (BEP 3), v2 (BEP 52), hybrid, with BEP 47 file
+//! attributes, read from untrusted bytes.
+//!
+//! Parsing goes in three steps, each narrowing what the next must trust:
+//! [`crate::bencode::validate`] bounds size and depth, `bt_bencode` decodes
+//! into a value tree, and the walkers here check every field, every path
+//! component and every count against [`Limits`], then cross-check the v1
+//! file list, the v2 file tree and the piece layers of a hybrid. The
+//! infohashes are always taken over the original `info` bytes, never over a
+//! re-encoding, so they match what every other client computes.
+
+use std::collections::BTreeMap;
+
+use bt_bencode::{ByteString, Value};
+
+use crate::bencode::{self, top_level_span};
+use crate::error::{Error, field, missing};
+use crate::hash::{Sha1, Sha256, sha1, sha256};
+use crate::merkle::{self, BLOCK_SIZE};
+
+/// Bounds on what a torrent may describe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub bencode: bencode::Limits,
+    /// Files, pad files included.
+    pub max_files: usize,
+    /// Pieces of the whole torrent.
+    pub max_pieces: u64,
+    /// Largest piece length accepted.
+    pub max_piece_length: u64,
+    /// Bytes in one path component (Linux NAME_MAX).
+    pub max_component: usize,
+    /// Bytes in a whole path, components joined by `/` (Linux PATH_MAX).
+    pub max_path: usize,
+    /// Components in one path.
+    pub max_path_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            bencode: bencode::Limits::default(),
+            max_files: 1_000_000,
+            max_pieces: 1 << 24,
+            max_piece_length: 256 << 20,
+            max_component: 255,
+            max_path: 4095,
+            max_path_depth: 32,
+        }
+    }
+}
+
+/// Which hash schemes a torrent carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+    Hybrid,
+}
+
+impl Version {
+    pub fn has_v1(self) -> bool {
+        matches!(self, Version::V1 | Version::Hybrid)
+    }
+    pub fn has_v2(self) -> bool {
+        matches!(self, Version::V2 | Version::Hybrid)
+    }
+}
+
+/// BEP 47 attributes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Attr {
+    pub pad: bool,
+    pub symlink: bool,
+    pub executable: bool,
+    pub hidden: bool,
+}
+
+impl Attr {
+    fn parse(s: &[u8]) -> Attr {
+        // Unknown attribute letters are ignored, as BEP 47 asks.
+        Attr {
+            pad: s.contains(&b'p'),
+            symlink: s.contains(&b'l'),
+            executable: s.contains(&b'x'),
+            hidden: s.contains(&b'h'),
+        }
+    }
+
+    pub(crate) fn encode(self) -> Option<String> {
+        let mut s = String::new();
+        for (on, c) in [
+            (self.pad, 'p'),
+            (self.symlink, 'l'),
+            (self.executable, 'x'),
+            (self.hidden, 'h'),
+        ] {
+            if on {
+                s.push(c);
+            }
+        }
+        (!s.is_empty()).then_some(s)
+    }
+}
+
+/// One file of a torrent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    /// Path inside the torrent, validated components. For a single-file
+    /// torrent this is just the name.
+    pub path: Vec<String>,
+    pub length: u64,
+    /// Offset in the torrent's piece space: the v1 byte stream for v1 and
+    /// hybrid torrents; for v2, every non-empty file starts a new piece.
+    pub offset: u64,
+    /// v2 merkle root; `None` for v1-only torrents and empty files.
+    pub pieces_root: Option<Sha256>,
+    pub attr: Attr,
+    /// Target of a symlink, as components relative to the torrent root.
+    pub symlink_target: Option<Vec<String>>,
+}
+
+impl File {
+    /// Path joined with `/`, for messages.
+    pub fn display_path(&self) -> String {
+        self.path.join("/")
+    }
+
+    /// Index of the first piece holding this file's data.
+    pub fn first_piece(&self, piece_length: u64) -> u64 {
+        self.offset / piece_length
+    }
+
+    /// Number of v2 pieces of this file.
+    pub fn piece_count(&self, piece_length: u64) -> u64 {
+        self.length.div_ceil(piece_length)
+    }
+}
+
+/// The validated `info` dictionary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    pub name: String,
+    pub piece_length: u64,
+    pub version: Version,
+    /// In piece-space order; pad files included for v1 and hybrid.
+    pub files: Vec<File>,
+    /// v1 piece hashes (empty for v2-only torrents).
+    pub pieces: Vec<Sha1>,
+    pub private: bool,
+    /// `info` has `length` rather than `files`/a multi-entry tree.
+    pub single_file: bool,
+    pub v1_infohash: Option<Sha1>,
+    pub v2_infohash: Option<Sha256>,
+    /// The exact bytes the infohashes were computed over.
+    pub raw: Vec<u8>,
+}
+
+impl Info {
+    /// Total bytes of real (non-pad) files.
+    pub fn total_length(&self) -> u64 {
+        self.files
+            .iter()
+            .filter(|f| !f.attr.pad)
+            .map(|f| f.length)
+            .sum()
+    }
+
+    /// Number of pieces in the torrent's piece space.
+    pub fn piece_count(&self) -> u64 {
+        let end = self
+            .files
+            .iter()
+            .map(|f| f.offset + f.length)
+            .max()
+            .unwrap_or(0);
+        end.div_ceil(self.piece_length)
+    }
+
+    /// Real files (no pad files).
+    pub fn real_files(&self) -> impl Iterator<Item = &File> {
+        self.files.iter().filter(|f| !f.attr.pad)
+    }
+
+    /// Parses a bare `info` dictionary (as received through BEP 9).
+    pub fn from_bytes(raw: &[u8], limits: &Limits) -> Result<Info, Error> {
+        bencode::validate(raw, &limits.bencode)?;
+        let value: Value = bt_bencode::from_slice(raw).map_err(|e| Error::Decode {
+            what: "info dictionary",
+            reason: e.to_string(),
+        })?;
+        parse_info(&value, raw, limits)
+    }
+}
+
+/// A whole `.torrent` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metainfo {
+    pub info: Info,
+    /// Tracker tiers (`announce-list`, or `announce` alone).
+    pub trackers: Vec<Vec<String>>,
+    /// BEP 19 web seeds (`url-list`).
+    pub web_seeds: Vec<String>,
+    /// v2 piece layers by pieces root, each checked against its root.
+    pub piece_layers: BTreeMap<Sha256, Vec<Sha256>>,
+    pub creation_date: Option<i64>,
+    pub created_by: Option<String>,
+    pub comment: Option<String>,
+}
+
+impl Metainfo {
+    /// Parses a `.torrent` file with the default [`Limits`].
+    pub fn from_bytes(buf: &[u8]) -> Result<Metainfo, Error> {
+        Self::from_bytes_with(buf, &Limits::default())
+    }
+
+    pub fn from_bytes_with(buf: &[u8], limits: &Limits) -> Result<Metainfo, Error> {
+        bencode::validate(buf, &limits.bencode)?;
+        let span = top_level_span(buf, b"info", &limits.bencode).ok_or_else(|| missing("info"))?;
+        let raw = &buf[span];
+        let top: Value = bt_bencode::from_slice(buf).map_err(|e| Error::Decode {
+            what: "torrent",
+            reason: e.to_string(),
+        })?;
+        let top = top
+            .as_dict()
+            .ok_or_else(|| field("torrent", "not a dictionary"))?;
+        let info_value = top.get(&b"info"[..]).ok_or_else(|| missing("info"))?;
+        let info = parse_info(info_value, raw, limits)?;
+
+        let mut trackers = Vec::new();
+        if let Some(list) = top.get(&b"announce-list"[..]).and_then(Value::as_list) {
+            for tier in list {
+                let urls: Vec<String> = tier
+                    .as_list()
+                    .map(|t| t.iter().filter_map(|u| u.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default();
+                if !urls.is_empty() {
+                    trackers.push(urls);
+                }
+            }
+        }
+        if trackers.is_empty() {
+            if let Some(url) = top.get(&b"announce"[..]).and_then(Value::as_str) {
+                trackers.push(vec![url.to_owned()]);
+            }
+        }
+        let web_seeds = match top.get(&b"url-list"[..]) {
+            Some(Value::List(l)) => l
+                .iter()
+                .filter_map(|u| u.as_str().map(str::to_owned))
+                .collect(),
+            Some(v) => v.as_str().map(|s| vec![s.to_owned()]).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let piece_layers = match top.get(&b"piece layers"[..]) {
+            Some(v) => parse_piece_layers(v, &info)?,
+            None => BTreeMap::new(),
+        };
+        if info.version.has_v2() {
+            for f in info.real_files() {
+                if f.length > info.piece_length {
+                    let root = f.pieces_root.unwrap_or_default();
+                    if !piece_layers.contains_key(&root) {
+                        return Err(missing(format!(
+                            "piece layers entry for {}",
+                            f.display_path()
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(Metainfo {
+            info,
+            trackers,
+            web_seeds,
+            piece_layers,
+            creation_date: top.get(&b"creation date"[..]).and_then(Value::as_i64),
+            created_by: top
+                .get(&b"created by"[..])
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            comment: top
+                .get(&b"comment"[..])
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        })
+    }
+
+    /// The v2 hash of piece `index` (torrent-wide numbering) and the file it
+    /// belongs to, with the subtree width to check it against.
+    pub fn v2_piece(&self, file: &File, local_index: u64) -> Option<(Sha256, usize)> {
+        let root = file.pieces_root?;
+        let width = merkle::piece_width(file.length, self.info.piece_length);
+        if file.length <= self.info.piece_length {
+            return (local_index == 0).then_some((root, width));
+        }
+        let layer = self.piece_layers.get(&root)?;
+        Some((*layer.get(usize::try_from(local_index).ok()?)?, width))
+    }
+}
+
+fn get<'a>(d: &'a BTreeMap<ByteString, Value>, key: &str) -> Option<&'a Value> {
+    d.get(key.as_bytes())
+}
+
+fn get_u64(d: &BTreeMap<ByteString, Value>, key: &str, ctx: &str) -> Result<u64, Error> {
+    let v = get(d, key).ok_or_else(|| missing(format!("{ctx}.{key}")))?;
+    v.as_u64()
+        .ok_or_else(|| field(format!("{ctx}.{key}"), "not a non-negative integer"))
+}
+
+fn parse_info(value: &Value, raw: &[u8], limits: &Limits) -> Result<Info, Error> {
+    let d = value
+        .as_dict()
+        .ok_or_else(|| field("info", "not a dictionary"))?;
+    let name_bytes = get(d, "name")
+        .and_then(Value::as_byte_str)
+        .ok_or_else(|| missing("info.name"))?;
+    let name = component("info.name", name_bytes, limits)?;
+    let piece_length = get_u64(d, "piece length", "info")?;
+    if piece_length == 0 || piece_length > limits.max_piece_length {
+        return Err(field(
+            "info.piece length",
+            format!("{piece_length} is not in 1..={}", limits.max_piece_length),
+        ));
+    }
+    let private = get(d, "private").and_then(Value::as_u64) == Some(1);
+    let has_v2 = match get(d, "meta version") {
+        Some(v) => match v.as_u64() {
+            Some(2) => true,
+            Some(other) => {
+                return Err(field(
+                    "info.meta version",
+                    format!("unsupported version {other}"),
+                ));
+            }
+            None => return Err(field("info.meta version", "not an integer")),
+        },
+        None => false,
+    };
+    let has_v1 = get(d, "pieces").is_some();
+    let version = match (has_v1, has_v2) {
+        (true, true) => Version::Hybrid,
+        (true, false) => Version::V1,
+        (false, true) => Version::V2,
+        (false, false) => return Err(missing("info.pieces")),
+    };
+    if has_v2 && (!piece_length.is_power_of_two() || piece_length < BLOCK_SIZE as u64) {
+        return Err(field(
+            "info.piece length",
+            format!("{piece_length} is not a power of two of at least 16 KiB (BEP 52)"),
+        ));
+    }
+
+    let v1_files = if has_v1 {
+        Some(parse_v1_files(d, &name, limits)?)
+    } else {
+        None
+    };
+    let v2_files = if has_v2 {
+        let tree = get(d, "file tree").ok_or_else(|| missing("info.file tree"))?;
+        let mut out = Vec::new();
+        let mut path = Vec::new();
+        walk_tree(tree, &mut path, &mut out, limits)?;
+        if out.is_empty() {
+            return Err(field("info.file tree", "has no files"));
+        }
+        Some(out)
+    } else {
+        None
+    };
+
+    let (single_file, mut files) = match (v1_files, v2_files) {
+        (Some((single, f)), None) => (single, f),
+        (None, Some(f)) => {
+            let single = f.len() == 1 && f[0].path.len() == 1 && f[0].path[0] == name;
+            (single, f)
+        }
+        (Some((single, v1)), Some(v2)) => (single, merge_hybrid(v1, v2)?),
+        (None, None) => return Err(missing("info.pieces")),
+    };
+
+    // Offsets in piece space.
+    let mut offset = 0u64;
+    for f in &mut files {
+        if version == Version::V2 && f.length > 0 {
+            offset = offset.next_multiple_of(piece_length);
+        }
+        f.offset = offset;
+        offset = offset
+            .checked_add(f.length)
+            .ok_or_else(|| field("info.files", "total length overflows"))?;
+    }
+    let piece_count = offset.div_ceil(piece_length);
+    if piece_count > limits.max_pieces {
+        return Err(Error::Limit {
+            what: "piece count",
+            value: piece_count,
+            limit: limits.max_pieces,
+        });
+    }
+    if version == Version::Hybrid {
+        for f in files.iter().filter(|f| !f.attr.pad && f.length > 0) {
+            if f.offset % piece_length != 0 {
+                return Err(Error::Inconsistent(format!(
+                    "file {} does not start on a piece boundary (pad files missing)",
+                    f.display_path()
+                )));
+            }
+        }
+    }
+
+    let mut pieces = Vec::new();
+    if has_v1 {
+        let p = get(d, "pieces")
+            .and_then(Value::as_byte_str)
+            .ok_or_else(|| field("info.pieces", "not a string"))?;
+        if p.len() % 20 != 0 || (p.len() / 20) as u64 != piece_count {
+            return Err(field(
+                "info.pieces",
+                format!(
+                    "{} bytes, expected {} piece hashes of 20 bytes",
+                    p.len(),
+                    piece_count
+                ),
+            ));
+        }
+        pieces = p
+            .chunks_exact(20)
+            .map(|c| {
+                let mut h = [0u8; 20];
+                h.copy_from_slice(c);
+                h
+            })
+            .collect();
+    }
+
+    Ok(Info {
+        name,
+        piece_length,
+        version,
+        files,
+        pieces,
+        private,
+        single_file,
+        v1_infohash: has_v1.then(|| sha1(raw)),
+        v2_infohash: has_v2.then(|| sha256(raw)),
+        raw: raw.to_vec(),
+    })
+}
+
+/// The v1 file list (or single `length`): (single_file, files).
+fn parse_v1_files(
+    d: &BTreeMap<ByteString, Value>,
+    name: &str,
+    limits: &Limits,
+) -> Result<(bool, Vec<File>), Error> {
+    if let Some(list) = get(d, "files") {
+        let list = list
+            .as_list()
+            .ok_or_else(|| field("info.files", "not a list"))?;
+        if list.len() > limits.max_files {
+            return Err(Error::Limit {
+                what: "file count",
+                value: list.len() as u64,
+                limit: limits.max_files as u64,
+            });
+        }
+        let mut files = Vec::with_capacity(list.len());
+        for (i, entry) in list.iter().enumerate() {
+            let ctx = format!("info.files[{i}]");
+            let e = entry
+                .as_dict()
+                .ok_or_else(|| field(&ctx, "not a dictionary"))?;
+            let length = get_u64(e, "length", &ctx)?;
+            let path_v = get(e, "path").ok_or_else(|| missing(format!("{ctx}.path")))?;
+            let path = path_list(path_v, &format!("{ctx}.path"), limits)?;
+            if path.is_empty() {
+                return Err(Error::Path {
+                    field: format!("{ctx}.path"),
+                    reason: "empty path".into(),
+                });
+            }
+            let (attr, symlink_target) = attrs(e, &ctx, limits)?;
+            files.push(File {
+                path,
+                length,
+                offset: 0,
+                pieces_root: None,
+                attr,
+                symlink_target,
+            });
+        }
+        Ok((false, files))
+    } else {
+        let length = get_u64(d, "length", "info")?;
+        let (attr, symlink_target) = attrs(d, "info", limits)?;
+        Ok((
+            true,
+            vec![File {
+                path: vec![name.to_owned()],
+                length,
+                offset: 0,
+                pieces_root: None,
+                attr,
+                symlink_target,
+            }],
+        ))
+    }
+}
+
+fn attrs(
+    d: &BTreeMap<ByteString, Value>,
+    ctx: &str,
+    limits: &Limits,
+) -> Result<(Attr, Option<Vec<String>>), Error> {
+    let attr = get(d, "attr")
+        .and_then(Value::as_byte_str)
+        .map(|s| Attr::parse(s))
+        .unwrap_or_default();
+    let mut target = None;
+    if attr.symlink {
+        let v = get(d, "symlink path").ok_or_else(|| missing(format!("{ctx}.symlink path")))?;
+        target = Some(path_list(v, &format!("{ctx}.symlink path"), limits)?);
+    }
+    Ok((attr, target))
+}
+
+/// Walks a v2 file tree depth-first in key order (which is the canonical
+/// file order of BEP 52).
+fn walk_tree(
+    node: &Value,
+    path: &mut Vec<String>,
+    out: &mut Vec<File>,
+    limits: &Limits,
+) -> Result<(), Error> {
+    let d = node.as_dict().ok_or_else(|| field(tree_ctx(path), "not a dictionary"))?;
+    if let Some(entry) = d.get(&b""[..]) {
+        if d.len() != 1 || path.is_empty() {
+            return Err(Error::Path {
+                field: tree_ctx(path),
+                reason: "empty path component".into(),
+            });
+        }
+        let e = entry
+            .as_dict()
+            .ok_or_else(|| field(tree_ctx(path), "file entry is not a dictionary"))?;
+        let length = get_u64(e, "length", &tree_ctx(path))?;
+        let pieces_root = match get(e, "pieces root") {
+            Some(v) => {
+                let b = v
+                    .as_byte_str()
+                    .filter(|b| b.len() == 32)
+                    .ok_or_else(|| field(format!("{}.pieces root", tree_ctx(path)), "not 32 bytes"))?;
+                let mut h = [0u8; 32];
+                h.copy_from_slice(b);
+                Some(h)
+            }
+            None => None,
+        };
+        let (attr, symlink_target) = attrs(e, &tree_ctx(path), limits)?;
+        if length > 0 && pieces_root.is_none() && !attr.pad {
+            return Err(missing(format!("{}.pieces root", tree_ctx(path))));
+        }
+        if out.len() >= limits.max_files {
+            return Err(Error::Limit {
+                what: "file count",
+                value: out.len() as u64 + 1,
+                limit: limits.max_files as u64,
+            });
+        }
+        out.push(File {
+            path: path.clone(),
+            length,
+            offset: 0,
+            pieces_root,
+            attr,
+            symlink_target,
+        });
+        return Ok(());
+    }
+    if path.len() >= limits.max_path_depth {
+        return Err(Error::Limit {
+            what: "path depth",
+            value: path.len() as u64 + 1,
+            limit: limits.max_path_depth as u64,
+        });
+    }
+    for (key, child) in d {
+        let name = component(&tree_ctx(path), key, limits)?;
+        path.push(name);
+        walk_tree(child, path, out, limits)?;
+        path.pop();
+    }
+    Ok(())
+}
+
+fn tree_ctx(path: &[String]) -> String {
+    format!("info.file tree/{}", path.join("/"))
+}
+
+/// Checks that a hybrid's v1 file list (pads aside) and v2 tree agree, and
+/// returns the v1 list with the v2 roots filled in.
+fn merge_hybrid(mut v1: Vec<File>, v2: Vec<File>) -> Result<Vec<File>, Error> {
+    let mut v2_iter = v2.into_iter();
+    for f in v1.iter_mut().filter(|f| !f.attr.pad) {
+        let Some(g) = v2_iter.next() else {
+            return Err(Error::Inconsistent(format!(
+                "v1 file {} is not in the v2 file tree",
+                f.display_path()
+            )));
+        };
+        // A single-file hybrid names its one file after the torrent.
+        let same_path = f.path == g.path;
+        if !same_path || f.length != g.length {
+            return Err(Error::Inconsistent(format!(
+                "v1 file {} ({} bytes) differs from v2 file {} ({} bytes)",
+                f.display_path(),
+                f.length,
+                g.display_path(),
+                g.length
+            )));
+        }
+        f.pieces_root = g.pieces_root;
+    }
+    if let Some(g) = v2_iter.next() {
+        return Err(Error::Inconsistent(format!(
+            "v2 file {} is not in the v1 file list",
+            g.display_path()
+        )));
+    }
+    Ok(v1)
+}
+
+fn parse_piece_layers(v: &Value, info: &Info) -> Result<BTreeMap<Sha256, Vec<Sha256>>, Error> {
+    let d = v
+        .as_dict()
+        .ok_or_else(|| field("piece layers", "not a dictionary"))?;
+    let mut out = BTreeMap::new();
+    let pad = merkle::pad_hash((info.piece_length / BLOCK_SIZE as u64).trailing_zeros());
+    for (key, layer) in d {
+        let mut root = [0u8; 32];
+        if key.len() != 32 {
+            return Err(field("piece layers", "key is not a 32-byte pieces root"));
+        }
+        root.copy_from_slice(key);
+        let Some(file) = info
+            .real_files()
+            .find(|f| f.pieces_root == Some(root) && f.length > info.piece_length)
+        else {
+            // Unreferenced layers are harmless; skip them.
+            continue;
+        };
+        let ctx = || format!("piece layers[{}]", file.display_path());
+        let bytes = layer
+            .as_byte_str()
+            .ok_or_else(|| field(ctx(), "not a string"))?;
+        let expected = file.piece_count(info.piece_length);
+        if bytes.len() % 32 != 0 || (bytes.len() / 32) as u64 != expected {
+            return Err(field(
+                ctx(),
+                format!("{} bytes, expected {} hashes", bytes.len(), expected),
+            ));
+        }
+        let hashes: Vec<Sha256> = bytes
+            .chunks_exact(32)
+            .map(|c| {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(c);
+                h
+            })
+            .collect();
+        let width = hashes.len().next_power_of_two();
+        if merkle::root_of(&hashes, width, pad) != Some(root) {
+            return Err(Error::Inconsistent(format!(
+                "piece layer of {} does not hash to its pieces root",
+                file.display_path()
+            )));
+        }
+        out.insert(root, hashes);
+    }
+    Ok(out)
+}
+
+fn path_list(v: &Value, ctx: &str, limits: &Limits) -> Result<Vec<String>, Error> {
+    let list = v.as_list().ok_or_else(|| field(ctx, "not a list"))?;
+    if list.len() > limits.max_path_depth {
+        return Err(Error::Limit {
+            what: "path depth",
+            value: list.len() as u64,
+            limit: limits.max_path_depth as u64,
+        });
+    }
+    let mut out = Vec::with_capacity(list.len());
+    let mut total = 0usize;
+    for (i, c) in list.iter().enumerate() {
+        let b = c
+            .as_byte_str()
+            .ok_or_else(|| field(format!("{ctx}[{i}]"), "not a string"))?;
+        let s = component(&format!("{ctx}[{i}]"), b, limits)?;
+        total += s.len() + 1;
+        out.push(s);
+    }
+    if total > limits.max_path {
+        return Err(Error::Path {
+            field: ctx.to_owned(),
+            reason: format!("path is {total} bytes long, over {}", limits.max_path),
+        });
+    }
+    Ok(out)
+}
+
+/// Validates one path component: it must be usable as one directory entry
+/// name on Linux and must not move outside its parent.
+pub fn component(ctx: &str, bytes: &[u8], limits: &Limits) -> Result<String, Error> {
+    let bad = |reason: &str| Error::Path {
+        field: ctx.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let s = std::str::from_utf8(bytes).map_err(|_| bad("not valid UTF-8"))?;
+    if s.is_empty() {
+        return Err(bad("empty component"));
+    }
+    if s == "." || s == ".." {
+        return Err(bad(&format!("component is {s:?}")));
+    }
+    if s.contains('/') || s.contains('\\') {
+        return Err(bad(&format!("component {s:?} contains a path separator")));
+    }
+    if s.contains('\0') {
+        return Err(bad("component contains NUL"));
+    }
+    if s.len() > limits.max_component {
+        return Err(bad(&format!(
+            "component is {} bytes, over {}",
+            s.len(),
+            limits.max_component
+        )));
+    }
+    Ok(s.to_owned())
+}
