@@ -70,7 +70,9 @@ pub enum BencodeError {
 enum Frame {
     List,
     /// Inside a dictionary; `true` when the next value is a key.
-    Dict { want_key: bool },
+    Dict {
+        want_key: bool,
+    },
 }
 
 /// Checks that `buf` is exactly one well-formed bencoded value within
@@ -298,7 +300,10 @@ mod tests {
             err(b"99999999999999999999999:x"),
             BencodeError::BadLength { .. }
         ));
-        assert!(matches!(err(b"di1ei2ee"), BencodeError::KeyNotString { .. }));
+        assert!(matches!(
+            err(b"di1ei2ee"),
+            BencodeError::KeyNotString { .. }
+        ));
         assert!(matches!(err(b"d1:ae"), BencodeError::Unexpected { .. }));
         assert!(matches!(err(b"l"), BencodeError::Truncated { .. }));
         assert!(matches!(err(b"i1ei2e"), BencodeError::TrailingData { .. }));

@@ -118,7 +118,9 @@ impl Plan {
             return Err(field("files", "two files have the same path"));
         }
         let total: u64 = files.iter().map(|f| f.length).sum();
-        let piece_length = opts.piece_length.unwrap_or_else(|| auto_piece_length(total));
+        let piece_length = opts
+            .piece_length
+            .unwrap_or_else(|| auto_piece_length(total));
         let pow2 = piece_length.is_power_of_two() && piece_length >= BLOCK_SIZE as u64;
         if !pow2 || piece_length > limits.max_piece_length {
             return Err(field(
@@ -158,6 +160,51 @@ impl Plan {
         })
     }
 
+    /// The layout of an existing torrent, to hash files on disk the way
+    /// the torrent cut them (verification).
+    pub fn from_info(info: &metainfo::Info) -> Plan {
+        let mut files = Vec::new();
+        let mut offsets = Vec::new();
+        let mut pad_after: Vec<u64> = Vec::new();
+        for f in &info.files {
+            if f.attr.pad {
+                if let Some(last) = pad_after.last_mut() {
+                    *last += f.length;
+                }
+                continue;
+            }
+            files.push(InputFile {
+                path: f.path.clone(),
+                length: f.length,
+                executable: f.attr.executable,
+                symlink_target: f.symlink_target.clone(),
+            });
+            offsets.push(f.offset);
+            pad_after.push(0);
+        }
+        let end = info
+            .files
+            .iter()
+            .map(|f| f.offset + f.length)
+            .max()
+            .unwrap_or(0);
+        Plan {
+            name: info.name.clone(),
+            version: info.version,
+            piece_length: info.piece_length,
+            single_file: info.single_file,
+            files,
+            offsets,
+            pad_after,
+            end,
+        }
+    }
+
+    /// Offset of file `i` in piece space.
+    pub fn offset(&self, i: usize) -> u64 {
+        self.offsets[i]
+    }
+
     /// Bytes of file data to hash.
     pub fn total_length(&self) -> u64 {
         self.files.iter().map(|f| f.length).sum()
@@ -178,12 +225,6 @@ struct Unit {
     count: u64,
 }
 
-#[derive(Default)]
-struct UnitResult {
-    v2: Vec<Sha256>,
-    v1: Vec<Sha1>,
-}
-
 /// Hashes the plan's files and returns the encoded torrent and its parse.
 ///
 /// `progress` is called with byte counts as they are hashed.
@@ -194,10 +235,53 @@ pub fn create<S: Source>(
     threads: usize,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(Vec<u8>, Metainfo), Error> {
+    let hashed = hash_pieces(plan, source, threads, true, progress);
+    let mut layers: Vec<Vec<Sha256>> = vec![Vec::new(); plan.files.len()];
+    let mut pieces: Vec<u8> = Vec::new();
+    for r in hashed {
+        let r = r?;
+        if plan.version.has_v2() {
+            layers[r.file].extend(r.v2);
+        }
+        for h in r.v1 {
+            pieces.extend_from_slice(&h);
+        }
+    }
+    let torrent = encode(plan, opts, layers, pieces)?;
+    let meta = Metainfo::from_bytes(&torrent)?;
+    Ok((torrent, meta))
+}
+
+/// Hashes of a run of whole pieces: of one file (v2, hybrid) or of the v1
+/// stream (v1, where `file` is 0).
+#[derive(Debug, Clone, Default)]
+pub struct PieceHashes {
+    pub file: usize,
+    pub first_piece: u64,
+    pub count: u64,
+    /// v2 piece hashes, numbered from the start of `file`.
+    pub v2: Vec<Sha256>,
+    /// v1 piece hashes: of `file`'s pieces padded (hybrid), or of the
+    /// stream's pieces (v1).
+    pub v1: Vec<Sha1>,
+}
+
+/// Hashes every piece of `plan` on `threads` threads. Each run of pieces
+/// succeeds or fails on its own (a missing file fails only its runs);
+/// with `stop_on_error` the remaining runs are skipped after a failure.
+/// Results come back in piece order.
+pub fn hash_pieces<S: Source>(
+    plan: &Plan,
+    source: &S,
+    threads: usize,
+    stop_on_error: bool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Vec<Result<PieceHashes, Error>> {
     let units = units(plan);
-    let results: Vec<Mutex<Option<UnitResult>>> = units.iter().map(|_| Mutex::new(None)).collect();
+    let results: Vec<Mutex<Option<Result<PieceHashes, Error>>>> =
+        units.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
-    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let failed = std::sync::atomic::AtomicBool::new(false);
     let threads = threads.clamp(1, 16).min(units.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -206,45 +290,32 @@ pub fn create<S: Source>(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(unit) = units.get(i) else { break };
-                    if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
+                    if stop_on_error && failed.load(Ordering::Relaxed) {
                         break;
                     }
                     let r = match plan.version {
                         Version::V1 => hash_v1_unit(plan, source, *unit, &mut buf, progress),
                         _ => hash_file_unit(plan, source, *unit, &mut buf, progress),
                     };
-                    match r {
-                        Ok(r) => {
-                            if let Ok(mut slot) = results[i].lock() {
-                                *slot = Some(r);
-                            }
-                        }
-                        Err(e) => {
-                            if let Ok(mut f) = failure.lock() {
-                                f.get_or_insert(e);
-                            }
-                            break;
-                        }
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(r);
                     }
                 }
             });
         }
     });
-    if let Some(e) = failure.into_inner().ok().flatten() {
-        return Err(e);
-    }
-    let mut per_unit = Vec::with_capacity(units.len());
-    for r in results {
-        per_unit.push(
+    results
+        .into_iter()
+        .map(|r| {
             r.into_inner()
                 .ok()
                 .flatten()
-                .ok_or_else(|| field("hashing", "a hashing thread failed"))?,
-        );
-    }
-    let torrent = encode(plan, opts, &units, per_unit)?;
-    let meta = Metainfo::from_bytes(&torrent)?;
-    Ok((torrent, meta))
+                .unwrap_or_else(|| Err(field("hashing", "skipped after an earlier error")))
+        })
+        .collect()
 }
 
 /// Splits the work into units of about 16 MiB.
@@ -305,14 +376,19 @@ fn hash_file_unit<S: Source>(
     unit: Unit,
     buf: &mut [u8],
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<UnitResult, Error> {
+) -> Result<PieceHashes, Error> {
     let f = &plan.files[unit.file];
     let pl = plan.piece_length;
     let mut r = source.open(f).map_err(|e| io_err(f, &e))?;
     r.seek(SeekFrom::Start(unit.first_piece * pl))
         .map_err(|e| io_err(f, &e))?;
     let width = merkle::piece_width(f.length, pl);
-    let mut out = UnitResult::default();
+    let mut out = PieceHashes {
+        file: unit.file,
+        first_piece: unit.first_piece,
+        count: unit.count,
+        ..PieceHashes::default()
+    };
     let zeros = [0u8; BLOCK_SIZE];
     for p in unit.first_piece..unit.first_piece + unit.count {
         let len = (f.length - p * pl).min(pl) as usize;
@@ -344,9 +420,14 @@ fn hash_v1_unit<S: Source>(
     unit: Unit,
     buf: &mut [u8],
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<UnitResult, Error> {
+) -> Result<PieceHashes, Error> {
     let pl = plan.piece_length;
-    let mut out = UnitResult::default();
+    let mut out = PieceHashes {
+        file: 0,
+        first_piece: unit.first_piece,
+        count: unit.count,
+        ..PieceHashes::default()
+    };
     // The file currently open: (index, reader, position).
     let mut open: Option<(usize, S::Reader, u64)> = None;
     for p in unit.first_piece..unit.first_piece + unit.count {
@@ -356,15 +437,23 @@ fn hash_v1_unit<S: Source>(
         while filled < len {
             let pos = start + filled as u64;
             // The last file starting at or before `pos` that has data there.
-            let idx = plan.offsets.partition_point(|o| *o <= pos).saturating_sub(1);
-            let Some((fi, f)) = plan
+            let idx = plan
+                .offsets
+                .partition_point(|o| *o <= pos)
+                .saturating_sub(1);
+            let found = plan
                 .files
                 .iter()
                 .enumerate()
                 .skip(idx)
-                .find(|(i, f)| plan.offsets[*i] + f.length > pos && f.symlink_target.is_none())
-            else {
-                return Err(field("layout", "piece past the end of the files"));
+                .find(|(i, f)| plan.offsets[*i] + f.length > pos && f.symlink_target.is_none());
+            let Some((fi, f)) = found.filter(|(i, _)| plan.offsets[*i] <= pos) else {
+                // A gap: a pad file, whose bytes are zeros by definition.
+                let next = found.map_or(start + len as u64, |(i, _)| plan.offsets[i]);
+                let n = ((next - pos) as usize).min(len - filled);
+                buf[filled..filled + n].fill(0);
+                filled += n;
+                continue;
             };
             let in_file = pos - plan.offsets[fi];
             let reopen = !matches!(&open, Some((i, _, at)) if *i == fi && *at == in_file);
@@ -425,25 +514,14 @@ fn common_fields(d: &mut BTreeMap<ByteString, Value>, f: &InputFile) {
 fn encode(
     plan: &Plan,
     opts: &Options,
-    units: &[Unit],
-    results: Vec<UnitResult>,
+    layers: Vec<Vec<Sha256>>,
+    pieces: Vec<u8>,
 ) -> Result<Vec<u8>, Error> {
     let pl = plan.piece_length;
     let mut info: BTreeMap<ByteString, Value> = BTreeMap::new();
     info.insert(key("name"), bstr(plan.name.as_bytes()));
     info.insert(key("piece length"), int(pl));
 
-    // Gather per-file v2 piece hashes and the v1 piece string.
-    let mut layers: Vec<Vec<Sha256>> = vec![Vec::new(); plan.files.len()];
-    let mut pieces: Vec<u8> = Vec::new();
-    for (unit, r) in units.iter().zip(results) {
-        if plan.version.has_v2() {
-            layers[unit.file].extend(r.v2);
-        }
-        for h in r.v1 {
-            pieces.extend_from_slice(&h);
-        }
-    }
     if plan.version.has_v1() {
         info.insert(key("pieces"), bstr(pieces));
     }

@@ -15,6 +15,7 @@ pub mod hash;
 pub mod magnet;
 pub mod merkle;
 pub mod metainfo;
+pub mod verify;
 
 pub use error::Error;
 pub use metainfo::{Info, Metainfo, Version};

@@ -53,9 +53,10 @@ impl Magnet {
                         let h = h
                             .strip_prefix("1220")
                             .ok_or_else(|| bad("xt urn:btmh is not a sha2-256 multihash"))?;
-                        m.v2 = Some(
-                            from_hex::<32>(h).ok_or_else(|| bad("xt urn:btmh digest is not 64 hex characters"))?,
-                        );
+                        m.v2 =
+                            Some(from_hex::<32>(h).ok_or_else(|| {
+                                bad("xt urn:btmh digest is not 64 hex characters")
+                            })?);
                     }
                 }
                 "dn" => m.name = Some(v),

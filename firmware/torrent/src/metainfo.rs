@@ -233,7 +233,11 @@ impl Metainfo {
             for tier in list {
                 let urls: Vec<String> = tier
                     .as_list()
-                    .map(|t| t.iter().filter_map(|u| u.as_str().map(str::to_owned)).collect())
+                    .map(|t| {
+                        t.iter()
+                            .filter_map(|u| u.as_str().map(str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 if !urls.is_empty() {
                     trackers.push(urls);
@@ -535,7 +539,9 @@ fn walk_tree(
     out: &mut Vec<File>,
     limits: &Limits,
 ) -> Result<(), Error> {
-    let d = node.as_dict().ok_or_else(|| field(tree_ctx(path), "not a dictionary"))?;
+    let d = node
+        .as_dict()
+        .ok_or_else(|| field(tree_ctx(path), "not a dictionary"))?;
     if let Some(entry) = d.get(&b""[..]) {
         if d.len() != 1 || path.is_empty() {
             return Err(Error::Path {
@@ -549,10 +555,9 @@ fn walk_tree(
         let length = get_u64(e, "length", &tree_ctx(path))?;
         let pieces_root = match get(e, "pieces root") {
             Some(v) => {
-                let b = v
-                    .as_byte_str()
-                    .filter(|b| b.len() == 32)
-                    .ok_or_else(|| field(format!("{}.pieces root", tree_ctx(path)), "not 32 bytes"))?;
+                let b = v.as_byte_str().filter(|b| b.len() == 32).ok_or_else(|| {
+                    field(format!("{}.pieces root", tree_ctx(path)), "not 32 bytes")
+                })?;
                 let mut h = [0u8; 32];
                 h.copy_from_slice(b);
                 Some(h)
