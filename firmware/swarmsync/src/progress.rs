@@ -43,12 +43,12 @@ impl Progress {
             bar.inc(n);
             return;
         }
-        if let Ok(mut last) = self.last_log.try_lock() {
-            if last.elapsed() >= Duration::from_secs(5) {
-                *last = Instant::now();
-                let pct = done as f64 * 100.0 / self.total.max(1) as f64;
-                tracing::info!("{}: {done} of {} bytes ({pct:.0}%)", self.what, self.total);
-            }
+        if let Ok(mut last) = self.last_log.try_lock()
+            && last.elapsed() >= Duration::from_secs(5)
+        {
+            *last = Instant::now();
+            let pct = done as f64 * 100.0 / self.total.max(1) as f64;
+            tracing::info!("{}: {done} of {} bytes ({pct:.0}%)", self.what, self.total);
         }
     }
 

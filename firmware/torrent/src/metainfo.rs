@@ -244,10 +244,10 @@ impl Metainfo {
                 }
             }
         }
-        if trackers.is_empty() {
-            if let Some(url) = top.get(&b"announce"[..]).and_then(Value::as_str) {
-                trackers.push(vec![url.to_owned()]);
-            }
+        if let Some(url) = top.get(&b"announce"[..]).and_then(Value::as_str)
+            && trackers.is_empty()
+        {
+            trackers.push(vec![url.to_owned()]);
         }
         let web_seeds = match top.get(&b"url-list"[..]) {
             Some(Value::List(l)) => l
@@ -744,4 +744,63 @@ pub fn component(ctx: &str, bytes: &[u8], limits: &Limits) -> Result<String, Err
         )));
     }
     Ok(s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Metainfo, Error> {
+        Metainfo::from_bytes(s.as_bytes())
+    }
+
+    fn v1(files: &str) -> String {
+        format!(
+            "d4:infod5:files{files}4:name1:t12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaaee"
+        )
+    }
+
+    #[test]
+    fn minimal_v1_parses() {
+        let m = parse(&v1("ld6:lengthi3e4:pathl1:aeee")).expect("valid");
+        assert_eq!(m.info.files[0].path, ["a"]);
+        assert_eq!(m.info.version, Version::V1);
+        assert!(m.info.v1_infohash.is_some());
+    }
+
+    #[test]
+    fn unsafe_paths_name_the_field() {
+        for (files, needle) in [
+            ("ld6:lengthi3e4:pathl2:..eee", "info.files[0].path[0]"),
+            ("ld6:lengthi3e4:pathl0:eee", "empty component"),
+            ("ld6:lengthi3e4:pathl3:a/beee", "path separator"),
+            ("ld6:lengthi3e4:pathl3:a\0beee", "NUL"),
+            ("ld6:lengthi3e4:pathleee", "empty path"),
+        ] {
+            let err = parse(&v1(files)).expect_err(files).to_string();
+            assert!(err.contains(needle), "{files}: {err}");
+        }
+    }
+
+    #[test]
+    fn wrong_piece_count_is_refused() {
+        let err = parse(&v1("ld6:lengthi99999e4:pathl1:aeee"))
+            .expect_err("7 pieces needed")
+            .to_string();
+        assert!(err.contains("info.pieces"), "{err}");
+    }
+
+    #[test]
+    fn v2_piece_length_must_be_power_of_two() {
+        let t = "d4:infod9:file treed1:ad0:d6:lengthi1e11:pieces root32:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaeee12:meta versioni2e4:name1:t12:piece lengthi20000eee";
+        let err = parse(t).expect_err("bad piece length").to_string();
+        assert!(err.contains("power of two"), "{err}");
+    }
+
+    #[test]
+    fn missing_info_and_wrong_types() {
+        assert!(parse("de").is_err());
+        assert!(parse("d4:infoi1ee").is_err());
+        assert!(parse("d4:infod4:name1:tee").is_err());
+    }
 }
