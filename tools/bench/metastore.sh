@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# redb vs sled on swarmsync's piece-index workload.
+# Builds tools/bench/metastore in release, runs both engines in one go and
+# prints a markdown report on stdout (progress and raw JSON go to stderr).
+# Background: docs/decisions/0001-metadata-store.md.
+#
+#   tools/bench/metastore.sh > report.md
+#
+# Knobs (environment): RECORDS (1000000), KILLS (50), OUT (tools/bench/out/metastore).
+# Takes about 3 minutes on a 2-core VM; needs ~1.5 GiB free disk under OUT.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+records=${RECORDS:-1000000}
+kills=${KILLS:-50}
+out=${OUT:-$here/out/metastore}
+data=$out/data
+
+echo "building metastore (release)..." >&2
+(cd "$here/metastore" && nice cargo build --release --locked --quiet)
+bin=$here/metastore/target/release/metastore
+
+rm -rf "$out"
+mkdir -p "$data"
+results=$out/results.jsonl
+: > "$results"
+
+run() {
+    echo "+ metastore $* --dir $data" >&2
+    "$bin" "$@" --dir "$data" | tee -a "$results" >&2
+    # keep the logs of crash runs, drop the databases
+    rm -rf "$data"/index.redb "$data"/index.sled
+}
+
+started=$(date -u +%s)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+for engine in redb sled; do
+    run fill --engine "$engine" --records "$records"
+    run fill --engine "$engine" --records "$records" --cache-mib 16
+    run fill --engine "$engine" --records "$records" --cache-mib 4
+done
+run fill --engine redb --records "$records" --cache-mib 4 --quick-repair
+
+run crash --engine redb --prefill "$records" --kills "$kills"
+run crash --engine redb --prefill "$records" --kills "$kills" --quick-repair
+run crash --engine sled --prefill "$records" --kills "$kills"
+
+version() { grep -A1 "^name = \"$1\"" "$here/metastore/Cargo.lock" | sed -n 's/^version = "\(.*\)"/\1/p'; }
+
+echo "## redb vs sled: piece-index workload"
+echo
+echo "- command: \`RECORDS=$records KILLS=$kills tools/bench/metastore.sh\`"
+echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), took $(( $(date -u +%s) - started )) s"
+echo "- machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, Linux $(uname -r), $(df -T "$out" | awk 'NR==2 {print $2}') on $(df "$out" | awk 'NR==2 {print $1}'); load average before: $load_before"
+echo "- engines: redb $(version redb), sled $(version sled); $(rustc --version)"
+echo
+"$bin" table "$results"
