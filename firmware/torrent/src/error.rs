@@ -1,6 +1,7 @@
 //! The one error type of this crate.
 
 use crate::bencode::BencodeError;
+use crate::wire::WireError;
 
 /// Why input was refused. Messages name the field (`info.files[3].path`) so
 /// a user can find the problem in the torrent, release or message at fault.
@@ -10,6 +11,9 @@ pub enum Error {
     /// Malformed or over-limit bencode.
     #[error(transparent)]
     Bencode(#[from] BencodeError),
+    /// A peer's bytes broke the wire protocol.
+    #[error(transparent)]
+    Wire(#[from] WireError),
     /// Well-formed bencode of the wrong shape.
     #[error("cannot decode {what}: {reason}")]
     Decode { what: &'static str, reason: String },

@@ -16,6 +16,7 @@ pub mod magnet;
 pub mod merkle;
 pub mod metainfo;
 pub mod verify;
+pub mod wire;
 
 pub use error::Error;
 pub use metainfo::{Info, Metainfo, Version};
