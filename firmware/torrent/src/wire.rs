@@ -266,7 +266,7 @@ pub fn decode(buf: &[u8], max_len: u32) -> Result<Option<(Message<'_>, usize)>, 
             let (&ext, payload) = body.split_first().ok_or_else(bad)?;
             Message::Extended { id: ext, payload }
         }
-        21 | 22 | 23 => {
+        21..=23 => {
             if body.len() < 48 {
                 return Err(bad());
             }
@@ -283,7 +283,7 @@ pub fn decode(buf: &[u8], max_len: u32) -> Result<Option<(Message<'_>, usize)>, 
             match id {
                 21 if rest.is_empty() => Message::HashRequest(req),
                 23 if rest.is_empty() => Message::HashReject(req),
-                22 if rest.len() % 32 == 0 => Message::Hashes { req, hashes: rest },
+                22 if rest.len().is_multiple_of(32) => Message::Hashes { req, hashes: rest },
                 _ => return Err(bad()),
             }
         }
