@@ -1,1 +1,2 @@
 //! End-to-end tests: one test binary, one module per area.
+mod libtorrent;
