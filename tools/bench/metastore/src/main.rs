@@ -196,7 +196,7 @@ struct FillReport {
     batch: u64,
     commits: u64,
     fill_seconds: f64,
-    records_per_second: f64,
+    records_per_second: u64,
     /// Peak resident set (VmHWM) while filling, MiB.
     fill_peak_rss_mib: f64,
     /// Largest anonymous resident memory seen while filling (sampled), MiB.
@@ -281,7 +281,7 @@ fn fill(args: &Args) -> Result<()> {
         batch,
         commits,
         fill_seconds: round3(fill_seconds),
-        records_per_second: (records as f64 / fill_seconds).round(),
+        records_per_second: (records as f64 / fill_seconds).round() as u64,
         fill_peak_rss_mib: round3(mib(fill_hwm)),
         fill_peak_rss_anon_mib: round3(mib(anon_peak)),
         fill_end_rss_anon_mib: round3(mib(anon_end)),
@@ -567,8 +567,17 @@ fn crash(args: &Args) -> Result<()> {
     }
     let exe = std::env::current_exe()?;
     let base = child_args(args, &opts, &dir);
-    let log = dir.join(format!("crash-{}.log", opts.kind.name()));
-    let rounds_log = dir.join(format!("crash-{}-rounds.jsonl", opts.kind.name()));
+    let tag = format!(
+        "{}{}",
+        opts.kind.name(),
+        if opts.quick_repair {
+            "-quick-repair"
+        } else {
+            ""
+        }
+    );
+    let log = dir.join(format!("crash-{tag}.log"));
+    let rounds_log = dir.join(format!("crash-{tag}-rounds.jsonl"));
     let mut rounds = std::fs::File::create(&rounds_log)?;
     let _ = std::fs::remove_file(&log);
 
