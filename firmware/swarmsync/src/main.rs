@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod cmd_torrent;
-// mod cmd_verify; (wired when the store lands)
+mod cmd_verify;
 mod progress;
 mod tree;
 
@@ -57,10 +57,7 @@ fn main() -> ExitCode {
         Command::Torrent(TorrentCommand::Create(args)) => cmd_torrent::create(&args),
         Command::Torrent(TorrentCommand::Show { file }) => cmd_torrent::show(&file),
         Command::Torrent(TorrentCommand::Verify { file, dir }) => cmd_torrent::verify(&file, &dir),
-        Command::Verify { state } => Err(anyhow::anyhow!(
-            "store verification of {} is not wired yet",
-            state.display()
-        )),
+        Command::Verify { state } => cmd_verify::run(&state),
     };
     match result {
         Ok(code) => code,
