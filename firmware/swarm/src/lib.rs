@@ -1,0 +1,7 @@
+//! The tokio driver of swarmsync's BitTorrent engine.
+//!
+//! Protocol decisions live in the sans-IO `torrent` crate; this crate only
+//! moves bytes between sockets, files and those state machines, and keeps
+//! the timers. Modules: peer connections and the download/seed session,
+//! trackers (HTTP, UDP), local service discovery, web seeds.
+#![forbid(unsafe_code)]
