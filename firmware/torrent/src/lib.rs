@@ -9,12 +9,15 @@
 #![forbid(unsafe_code)]
 
 pub mod bencode;
+pub mod bitfield;
 pub mod create;
 mod error;
 pub mod hash;
+pub mod layout;
 pub mod magnet;
 pub mod merkle;
 pub mod metainfo;
+pub mod picker;
 pub mod verify;
 pub mod wire;
 
