@@ -5,3 +5,8 @@
 //! the timers. Modules: peer connections and the download/seed session,
 //! trackers (HTTP, UDP), local service discovery, web seeds.
 #![forbid(unsafe_code)]
+
+pub mod error;
+pub mod webseed;
+
+pub use error::Error;
