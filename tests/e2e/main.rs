@@ -1,2 +1,3 @@
 //! End-to-end tests: one test binary, one module per area.
 mod libtorrent;
+mod store_crash;

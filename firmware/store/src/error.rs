@@ -108,6 +108,13 @@ pub enum Error {
         /// Hex pieces root the entry refers to.
         root: String,
     },
+    /// A mutating method was called on a store opened with
+    /// [`crate::Store::open_inspect`].
+    #[error("store {}: opened for inspection only, not for writing", path.display())]
+    InspectOnly {
+        /// The data directory.
+        path: PathBuf,
+    },
     /// `<data>/current` is not a symlink to `snapshots/<seq>`.
     #[error("{}: not a link to snapshots/<seq> (found {found:?})", path.display())]
     BadCurrent {

@@ -47,6 +47,7 @@ impl Store {
     /// Removes every snapshot not in `retain` (the one `current` points to
     /// is always kept), then every object no remaining snapshot refers to.
     pub fn gc(&mut self, retain: &[u64]) -> Result<GcReport> {
+        self.writable()?;
         let mut report = GcReport::default();
         let mut keep: BTreeSet<u64> = retain.iter().copied().collect();
         if let Some(cur) = self.current()? {

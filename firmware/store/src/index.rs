@@ -68,21 +68,25 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    /// Opens or creates the index, running redb's crash repair if the last
-    /// writer died, and makes sure every table exists.
-    pub fn open(path: &Path) -> Result<Self> {
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
-                    path: path.to_path_buf(),
-                },
-                e => Error::Index {
-                    path: path.to_path_buf(),
-                    source: Box::new(e.into()),
-                },
-            })?;
+    /// Opens the index (creating it if `create`), running redb's crash
+    /// repair if the last writer died, and makes sure every table exists.
+    pub fn open(path: &Path, create: bool) -> Result<Self> {
+        let mut builder = Database::builder();
+        builder.set_cache_size(CACHE_BYTES);
+        let db = if create {
+            builder.create(path)
+        } else {
+            builder.open(path)
+        };
+        let db = db.map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
+                path: path.to_path_buf(),
+            },
+            e => Error::Index {
+                path: path.to_path_buf(),
+                source: Box::new(e.into()),
+            },
+        })?;
         let ix = Self {
             db,
             path: path.to_path_buf(),

@@ -46,6 +46,11 @@
 //! | `current.tmp` | crash during `switch_current` | removed | `rename(2)` leaves `current` either old or new, both complete and fsynced |
 //! | `current -> snapshots/<seq>` | normal | kept | the target had its row, its tree fsynced bottom-up and `snapshots/` fsynced before the link was made |
 //!
+//! [`Store::open_inspect`] opens a store without this recovery, to look at
+//! it exactly as a crash left it; [`Store::verify`] does not count the
+//! leftovers above as faults, only states the table calls impossible and
+//! bytes that do not hash right.
+//!
 //! Further invariants: `gc` never removes the snapshot `current` points to,
 //! nor objects referenced by a retained snapshot or still being downloaded,
 //! nor objects completed since the last snapshot was built (they are waiting
@@ -106,6 +111,8 @@ pub struct Store {
     /// Pieces written but not yet fsynced and recorded.
     unsynced: BTreeSet<(Sha256, u32)>,
     unsynced_bytes: u64,
+    /// Opened by [`Store::open_inspect`]: no mutation allowed.
+    inspect_only: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -125,6 +132,27 @@ impl Store {
         Self::open_with(dir.as_ref(), Box::new(FsDisk))
     }
 
+    /// Opens an existing store to look at it exactly as a crash left it:
+    /// nothing is created, recovered or removed (redb may still repair its
+    /// own file). For `verify` and tests; every mutating method then fails
+    /// with [`Error::InspectOnly`]. Leftovers that `open` would clean up are
+    /// not faults.
+    pub fn open_inspect(dir: impl AsRef<Path>) -> Result<Self> {
+        let layout = Layout {
+            dir: dir.as_ref().to_path_buf(),
+        };
+        let index = Index::open(&layout.index(), false)?;
+        Ok(Self {
+            layout,
+            index,
+            disk: Box::new(FsDisk),
+            buffer: WriteBuffer::default(),
+            unsynced: BTreeSet::new(),
+            unsynced_bytes: 0,
+            inspect_only: true,
+        })
+    }
+
     pub(crate) fn open_with(dir: &Path, disk: Box<dyn Disk>) -> Result<Self> {
         let layout = Layout {
             dir: dir.to_path_buf(),
@@ -132,7 +160,7 @@ impl Store {
         for d in [layout.objects(), layout.partial_dir(), layout.snapshots()] {
             disk.create_dir_all(&d).map_err(io_err("create", &d))?;
         }
-        let index = Index::open(&layout.index())?;
+        let index = Index::open(&layout.index(), true)?;
         let mut store = Self {
             layout,
             index,
@@ -140,6 +168,7 @@ impl Store {
             buffer: WriteBuffer::default(),
             unsynced: BTreeSet::new(),
             unsynced_bytes: 0,
+            inspect_only: false,
         };
         store.recover()?;
         Ok(store)
@@ -163,6 +192,16 @@ impl Store {
     /// Roots of the files being downloaded.
     pub fn partials(&self) -> Result<Vec<Sha256>> {
         self.index.partials()
+    }
+
+    /// Refuses mutations on a store opened for inspection.
+    fn writable(&self) -> Result<()> {
+        if self.inspect_only {
+            return Err(Error::InspectOnly {
+                path: self.layout.dir.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Recovery on open: the "recovery" column of the crate doc's table.

@@ -85,6 +85,7 @@ impl Store {
     /// file already begun it resumes (re-creating a lost `.part`), on a
     /// complete object it does nothing.
     pub fn begin_file(&mut self, spec: FileSpec) -> Result<Begin> {
+        self.writable()?;
         let root = spec.root;
         let hex = to_hex(&root);
         let invalid = |reason: String| Error::InvalidSpec {
@@ -166,6 +167,7 @@ impl Store {
     /// durable, and shows in [`Store::verified_pieces`], after the next
     /// [`Store::flush`].
     pub fn write_piece(&mut self, root: &Sha256, index: u32, data: &[u8]) -> Result<PieceOutcome> {
+        self.writable()?;
         let Some((length, piece_len)) = self.index.partial(root)? else {
             if self.has_object(root) {
                 return Ok(PieceOutcome::AlreadyHave);
@@ -234,6 +236,7 @@ impl Store {
     /// each `.part` written to, then records all their pieces as verified in
     /// one index commit. After it returns, a crash loses none of them.
     pub fn flush(&mut self) -> Result<()> {
+        self.writable()?;
         let runs = self.buffer.drain();
         self.write_runs(runs)?;
         if self.unsynced.is_empty() {
@@ -314,6 +317,7 @@ impl Store {
     /// Moves a fully verified partial into `objects/`. Flushes first if
     /// some of its pieces are still pending. Idempotent once complete.
     pub fn complete_file(&mut self, root: &Sha256) -> Result<()> {
+        self.writable()?;
         let Some((length, piece_len)) = self.index.partial(root)? else {
             if self.has_object(root) {
                 return Ok(());

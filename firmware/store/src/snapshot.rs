@@ -98,6 +98,7 @@ impl Store {
     where
         I: IntoIterator<Item = (Vec<String>, Entry)>,
     {
+        self.writable()?;
         if self.index.has_snapshot(seq)? {
             return Ok(());
         }
@@ -205,6 +206,7 @@ impl Store {
 
     /// Points `current` at snapshot `seq`, atomically.
     pub fn switch_current(&mut self, seq: u64) -> Result<()> {
+        self.writable()?;
         if !self.index.has_snapshot(seq)? || !self.layout.snapshot(seq).is_dir() {
             return Err(Error::UnknownSnapshot { seq });
         }

@@ -1,11 +1,12 @@
 //! `swarmsync verify --state DIR`: re-verify the whole store.
 //!
-//! Why it opens the store like the daemon does (recovering from a crash and
-//! removing unreferenced temporaries) rather than read-only: redb refuses a
-//! read-only open of an index whose last writer died, and the recovery only
-//! removes what the store's invariants say is garbage. So "verify passes"
-//! means "the daemon would start from a sound store", which is the question
-//! after a power cut. It refuses to run while a daemon holds the store.
+//! It inspects the store exactly as it finds it, typically right after a
+//! power cut: nothing is recovered or cleaned up (that is the daemon's job
+//! on its next start), so a pass means the crash itself left a sound store.
+//! Leftovers the daemon would remove are not faults. The index is opened
+//! writable all the same, because redb must repair its own file after a
+//! crash before it can be read; so verify refuses to run while a daemon
+//! holds the store.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -22,8 +23,8 @@ pub fn run(state: &Path) -> Result<ExitCode> {
             state.display()
         );
     }
-    let store =
-        Store::open(state).with_context(|| format!("failed to open store {}", state.display()))?;
+    let store = Store::open_inspect(state)
+        .with_context(|| format!("failed to open store {}", state.display()))?;
     let report = store
         .verify()
         .with_context(|| format!("failed to verify store {}", state.display()))?;
