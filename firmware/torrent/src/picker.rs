@@ -31,15 +31,13 @@ pub struct BlockRef {
 enum Block {
     Free,
     Requested { by: PeerKey, dup: Option<PeerKey> },
-    Received,
+    Received { from: PeerKey },
 }
 
 #[derive(Debug, Clone)]
 struct Partial {
     blocks: Vec<Block>,
     received: u32,
-    /// Peers that sent blocks of this piece (to blame on a hash failure).
-    contributors: Vec<PeerKey>,
 }
 
 /// What a received block meant.
@@ -176,7 +174,6 @@ impl Picker {
         Partial {
             blocks: vec![Block::Free; self.layout.blocks(piece) as usize],
             received: 0,
-            contributors: Vec::new(),
         }
     }
 
@@ -301,17 +298,14 @@ impl Picker {
             return BlockOutcome::Unrequested;
         };
         match *slot {
-            Block::Received => BlockOutcome::Duplicate,
+            Block::Received { .. } => BlockOutcome::Duplicate,
             Block::Free => BlockOutcome::Unrequested,
             // From the requester, its endgame duplicate, or a peer we gave
             // up on (choke, timeout): good data either way, and cheaper to
             // keep than to refetch. The hash check decides.
             Block::Requested { by, dup } => {
-                *slot = Block::Received;
+                *slot = Block::Received { from: peer };
                 part.received += 1;
-                if !part.contributors.contains(&peer) {
-                    part.contributors.push(peer);
-                }
                 let cancel = [Some(by), dup]
                     .into_iter()
                     .flatten()
@@ -343,16 +337,27 @@ impl Picker {
         }
     }
 
-    /// The piece's hash was checked. Returns the peers that contributed to
-    /// a piece that failed, so the caller can blame them.
-    pub fn piece_checked(&mut self, piece: u32, ok: bool) -> Vec<PeerKey> {
-        let part = self.partial.remove(&piece);
+    /// Who sent each block of a started piece (block order; `None` for a
+    /// block not received).
+    pub fn senders(&self, piece: u32) -> Vec<Option<PeerKey>> {
+        self.partial.get(&piece).map_or_else(Vec::new, |p| {
+            p.blocks
+                .iter()
+                .map(|b| match b {
+                    Block::Received { from } => Some(*from),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    /// The piece's hash was checked: on success it is ours, on failure it
+    /// starts over from nothing.
+    pub fn piece_checked(&mut self, piece: u32, ok: bool) {
+        self.partial.remove(&piece);
         if ok {
             self.have.set(piece);
             self.dirty = true;
-            Vec::new()
-        } else {
-            part.map(|p| p.contributors).unwrap_or_default()
         }
     }
 
@@ -414,7 +419,7 @@ mod tests {
                 if let BlockOutcome::New { complete: true, .. } =
                     p.on_block(1, r.piece, r.begin, r.len)
                 {
-                    assert!(p.piece_checked(r.piece, true).is_empty());
+                    p.piece_checked(r.piece, true);
                 }
             }
         }
@@ -479,7 +484,8 @@ mod tests {
         let mut a = Vec::new();
         p.pick(5, &all, 4, &mut a);
         let _ = p.on_block(5, 0, 0, a[0].len);
-        assert_eq!(p.piece_checked(0, false), vec![5]);
+        assert_eq!(p.senders(0), vec![Some(5)]);
+        p.piece_checked(0, false);
         let mut again = Vec::new();
         p.pick(6, &all, 4, &mut again);
         assert_eq!(again, a);
