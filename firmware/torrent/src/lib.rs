@@ -18,6 +18,7 @@ pub mod magnet;
 pub mod merkle;
 pub mod metainfo;
 pub mod picker;
+pub mod session;
 pub mod verify;
 pub mod wire;
 
