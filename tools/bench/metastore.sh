@@ -7,7 +7,9 @@
 #   tools/bench/metastore.sh > report.md
 #
 # Knobs (environment): RECORDS (1000000), KILLS (50), OUT (tools/bench/out/metastore).
-# Takes about 3 minutes on a 2-core VM; needs ~1.5 GiB free disk under OUT.
+# Takes 3-4 minutes on a quiet 2-core VM (about 6 with other builds running);
+# needs ~1.5 GiB free disk under OUT. Times swing with machine load; memory,
+# disk and crash results do not.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,13 +48,15 @@ run crash --engine redb --prefill "$records" --kills "$kills"
 run crash --engine redb --prefill "$records" --kills "$kills" --quick-repair
 run crash --engine sled --prefill "$records" --kills "$kills"
 
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
 version() { grep -A1 "^name = \"$1\"" "$here/metastore/Cargo.lock" | sed -n 's/^version = "\(.*\)"/\1/p'; }
 
 echo "## redb vs sled: piece-index workload"
 echo
 echo "- command: \`RECORDS=$records KILLS=$kills tools/bench/metastore.sh\`"
 echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), took $(( $(date -u +%s) - started )) s"
-echo "- machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, Linux $(uname -r), $(df -T "$out" | awk 'NR==2 {print $2}') on $(df "$out" | awk 'NR==2 {print $1}'); load average before: $load_before"
+echo "- machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, Linux $(uname -r), $(df -T "$out" | awk 'NR==2 {print $2}') on $(df "$out" | awk 'NR==2 {print $1}'); load average before / after: $load_before / $load_after"
 echo "- engines: redb $(version redb), sled $(version sled); $(rustc --version)"
 echo
 "$bin" table "$results"

@@ -780,21 +780,22 @@ fn table(args: &Args) -> Result<()> {
             s(r0, "reads")
         );
         println!(
-            "| engine | fill s | records/s | peak RSS MiB (VmHWM) | peak RssAnon MiB | disk MiB (allocated) | disk MiB (apparent) | reopen s | reads s | missing |"
+            "| engine | fill s | peak RSS MiB, fill (VmHWM) | RssAnon MiB, end of fill | peak RSS MiB, whole run | disk MiB (allocated) | disk MiB (apparent) | reopen s | reads s | missing |"
         );
         println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for v in &fills {
+            let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
             println!(
-                "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
+                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} |",
                 label(v),
-                s(v, "fill_seconds"),
-                s(v, "records_per_second"),
-                v["fill_peak_rss_mib"].as_f64().unwrap_or(0.0),
-                v["fill_peak_rss_anon_mib"].as_f64().unwrap_or(0.0),
-                v["disk_allocated_mib"].as_f64().unwrap_or(0.0),
-                v["disk_apparent_mib"].as_f64().unwrap_or(0.0),
-                s(v, "reopen_seconds"),
-                s(v, "read_seconds"),
+                f("fill_seconds"),
+                f("fill_peak_rss_mib"),
+                f("fill_end_rss_anon_mib"),
+                f("peak_rss_mib"),
+                f("disk_allocated_mib"),
+                f("disk_apparent_mib"),
+                f("reopen_seconds"),
+                f("read_seconds"),
                 v["read_missing"].as_u64().unwrap_or(0) + v["read_damaged"].as_u64().unwrap_or(0),
             );
         }
