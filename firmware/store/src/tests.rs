@@ -591,6 +591,16 @@ impl Workload {
     }
 }
 
+/// A temporary directory in RAM when there is one: the crash double
+/// simulates lost writes itself, so real fsyncs only cost time here.
+fn ram_tmp() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    shm.is_dir()
+        .then(|| tempfile::tempdir_in(shm).ok())
+        .flatten()
+        .unwrap_or_else(tmp)
+}
+
 #[test]
 fn power_cut_after_every_mutation_leaves_a_consistent_store() {
     let w = Workload::new();
@@ -604,7 +614,7 @@ fn power_cut_after_every_mutation_leaves_a_consistent_store() {
     };
     assert!(total > 40, "workload too small: {total}");
     for cut in 0..=total {
-        let dir = tmp();
+        let dir = ram_tmp();
         let disk = CrashDisk::new(cut);
         match Store::open_with(dir.path(), Box::new(disk.clone())) {
             Ok(mut store) => {
@@ -642,4 +652,10 @@ fn power_cut_after_every_mutation_leaves_a_consistent_store() {
         );
         assert_clean(&store);
     }
+}
+
+#[test]
+fn the_store_can_move_to_a_blocking_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Store>();
 }
