@@ -86,6 +86,13 @@ pub fn validate(buf: &[u8], limits: &Limits) -> Result<usize, BencodeError> {
     Ok(items)
 }
 
+/// The end offset of the first value in `buf`, which may be followed by
+/// other bytes (a BEP 9 data message is a dictionary and then raw bytes).
+/// Checks the same limits as [`validate`] on that first value.
+pub(crate) fn first_value_end(buf: &[u8], limits: &Limits) -> Result<usize, BencodeError> {
+    Ok(scan_value(buf, 0, limits, None)?.end)
+}
+
 /// Scans one value starting at `start`; returns its span. Iterative: the
 /// only state is a stack bounded by `limits.max_depth`.
 fn scan_value(
@@ -330,6 +337,17 @@ mod tests {
         assert!(matches!(
             validate(b"i10e", &limits),
             Err(BencodeError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn first_value_end_stops_before_trailing_bytes() {
+        let l = Limits::default();
+        assert_eq!(first_value_end(b"d1:ai1ee\x00\xffraw", &l), Ok(8));
+        assert_eq!(first_value_end(b"i1e", &l), Ok(3));
+        assert!(matches!(
+            first_value_end(b"d1:ai1e", &l),
+            Err(BencodeError::Truncated { .. })
         ));
     }
 

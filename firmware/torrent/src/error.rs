@@ -40,6 +40,11 @@ pub enum Error {
     /// A malformed magnet link.
     #[error("bad magnet link: {0}")]
     Magnet(String),
+    /// BEP 9 metadata that, once complete, did not hash to the magnet's
+    /// infohash. Any of the peers that sent pieces may have lied, so the
+    /// message names none of them.
+    #[error("metadata from peer did not match the infohash")]
+    MetadataMismatch,
     /// Reading a file while creating or verifying a torrent failed.
     #[error("{path}: {reason}")]
     Io { path: String, reason: String },

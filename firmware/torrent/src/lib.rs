@@ -12,6 +12,7 @@ pub mod bencode;
 pub mod bitfield;
 pub mod create;
 mod error;
+pub mod ext;
 pub mod hash;
 pub mod layout;
 pub mod magnet;
