@@ -1,6 +1,7 @@
 //! The one error type of this crate.
 
 use crate::bencode::BencodeError;
+use crate::tracker::TrackerError;
 use crate::wire::WireError;
 
 /// Why input was refused. Messages name the field (`info.files[3].path`) so
@@ -14,6 +15,9 @@ pub enum Error {
     /// A peer's bytes broke the wire protocol.
     #[error(transparent)]
     Wire(#[from] WireError),
+    /// A tracker's or an LSD neighbour's answer was refused.
+    #[error(transparent)]
+    Tracker(#[from] TrackerError),
     /// Well-formed bencode of the wrong shape.
     #[error("cannot decode {what}: {reason}")]
     Decode { what: &'static str, reason: String },

@@ -20,6 +20,7 @@ pub mod merkle;
 pub mod metainfo;
 pub mod picker;
 pub mod session;
+pub mod tracker;
 pub mod verify;
 pub mod wire;
 
