@@ -182,8 +182,8 @@ impl fmt::Display for Problem {
             Problem::Status(s) => write!(f, "unexpected HTTP status {s}"),
             Problem::RangeIgnored { file_length } => write!(
                 f,
-                "server ignored the Range header (200 instead of 206) and would send the whole \
-                 {file_length}-byte file"
+                "server ignored the Range header (200 instead of 206 for part of the \
+                 {file_length}-byte file); body not read"
             ),
             Problem::ContentRange { got, expected } => match got {
                 Some(g) => write!(f, "Content-Range is {g:?}, asked for {expected:?}"),
