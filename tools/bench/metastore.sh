@@ -35,6 +35,7 @@ run() {
 }
 
 started=$(date -u +%s)
+started_at=$(date -u '+%Y-%m-%d %H:%M UTC')
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 for engine in redb sled; do
@@ -43,6 +44,7 @@ for engine in redb sled; do
     run fill --engine "$engine" --records "$records" --cache-mib 4
 done
 run fill --engine redb --records "$records" --cache-mib 4 --quick-repair
+run fill --engine redb --records "$records" --cache-mib 4 --batch 1024
 
 run crash --engine redb --prefill "$records" --kills "$kills"
 run crash --engine redb --prefill "$records" --kills "$kills" --quick-repair
@@ -55,7 +57,7 @@ version() { grep -A1 "^name = \"$1\"" "$here/metastore/Cargo.lock" | sed -n 's/^
 echo "## redb vs sled: piece-index workload"
 echo
 echo "- command: \`RECORDS=$records KILLS=$kills tools/bench/metastore.sh\`"
-echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), took $(( $(date -u +%s) - started )) s"
+echo "- date: $started_at, took $(( $(date -u +%s) - started )) s"
 echo "- machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, Linux $(uname -r), $(df -T "$out" | awk 'NR==2 {print $2}') on $(df "$out" | awk 'NR==2 {print $1}'); load average before / after: $load_before / $load_after"
 echo "- engines: redb $(version redb), sled $(version sled); $(rustc --version)"
 echo

@@ -145,6 +145,22 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A field of /proc/self/io, in bytes.
+fn io_bytes(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(field)?
+                    .strip_prefix(':')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+        })
+        .unwrap_or(0)
+}
+
 /// (apparent bytes, allocated bytes) of everything under `p`.
 fn disk_usage(p: &Path) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
@@ -204,6 +220,10 @@ struct FillReport {
     /// Anonymous resident memory after the last commit, MiB.
     fill_end_rss_anon_mib: f64,
     close_seconds: f64,
+    /// Bytes handed to write(2)/pwrite(2) during fill and close, MiB (/proc/self/io wchar).
+    written_mib: f64,
+    /// Bytes the process caused to be sent to the block layer, MiB (/proc/self/io write_bytes).
+    device_written_mib: f64,
     disk_apparent_mib: f64,
     disk_allocated_mib: f64,
     reopen_seconds: f64,
@@ -228,6 +248,7 @@ fn fill(args: &Args) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     remove_db(&dir, opts.kind)?;
 
+    let (wchar0, wbytes0) = (io_bytes("wchar"), io_bytes("write_bytes"));
     let mut db = engines::open(&dir, &opts)?;
     let mut w = Workload::new(seed);
     let mut buf: Vec<Record> = Vec::with_capacity(batch as usize);
@@ -253,6 +274,8 @@ fn fill(args: &Args) -> Result<()> {
     let t = Instant::now();
     db.close()?;
     let close_seconds = t.elapsed().as_secs_f64();
+    let written = io_bytes("wchar") - wchar0;
+    let device_written = io_bytes("write_bytes") - wbytes0;
     let (apparent, allocated) = disk_usage(&engines::db_path(&dir, opts.kind));
 
     let t = Instant::now();
@@ -286,6 +309,8 @@ fn fill(args: &Args) -> Result<()> {
         fill_peak_rss_anon_mib: round3(mib(anon_peak)),
         fill_end_rss_anon_mib: round3(mib(anon_end)),
         close_seconds: round3(close_seconds),
+        written_mib: round3(written as f64 / (1 << 20) as f64),
+        device_written_mib: round3(device_written as f64 / (1 << 20) as f64),
         disk_apparent_mib: round3(apparent as f64 / (1 << 20) as f64),
         disk_allocated_mib: round3(allocated as f64 / (1 << 20) as f64),
         reopen_seconds: round3(reopen_seconds),
@@ -767,31 +792,35 @@ fn table(args: &Args) -> Result<()> {
         if v["no_progress"] == serde_json::Value::Bool(true) {
             l.push_str(", pieces only");
         }
+        if let Some(b) = v["batch"].as_u64().filter(|b| *b != 256) {
+            l.push_str(&format!(", {b} records per commit"));
+        }
         l
     };
     let fills: Vec<_> = rows.iter().filter(|v| v["mode"] == "fill").collect();
     if !fills.is_empty() {
         let r0 = fills[0];
         println!(
-            "Fill: {} records, one durable transaction per {} records ({} commits), then {} point reads after a reopen.\n",
+            "Fill: {} records, one durable transaction per {} records ({} commits) unless noted, then {} point reads after a reopen. Written = bytes passed to write(2)/pwrite(2) while filling and closing.\n",
             s(r0, "records"),
             s(r0, "batch"),
             s(r0, "commits"),
             s(r0, "reads")
         );
         println!(
-            "| engine | fill s | peak RSS MiB, fill (VmHWM) | RssAnon MiB, end of fill | peak RSS MiB, whole run | disk MiB (allocated) | disk MiB (apparent) | reopen s | reads s | missing |"
+            "| engine | fill s | peak RSS MiB, fill (VmHWM) | RssAnon MiB, end of fill | peak RSS MiB, whole run | written MiB | disk MiB (allocated) | disk MiB (apparent) | reopen s | reads s | missing |"
         );
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for v in &fills {
             let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
             println!(
-                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} |",
+                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2} | {:.2} | {} |",
                 label(v),
                 f("fill_seconds"),
                 f("fill_peak_rss_mib"),
                 f("fill_end_rss_anon_mib"),
                 f("peak_rss_mib"),
+                f("written_mib"),
                 f("disk_allocated_mib"),
                 f("disk_apparent_mib"),
                 f("reopen_seconds"),
