@@ -157,10 +157,20 @@ impl Store {
         let layout = Layout {
             dir: dir.to_path_buf(),
         };
-        for d in [layout.objects(), layout.partial_dir(), layout.snapshots()] {
-            disk.create_dir_all(&d).map_err(io_err("create", &d))?;
+        let dirs = [layout.objects(), layout.partial_dir(), layout.snapshots()];
+        let fresh = !layout.index().is_file() || dirs.iter().any(|d| !d.is_dir());
+        for d in &dirs {
+            disk.create_dir_all(d).map_err(io_err("create", d))?;
         }
         let index = Index::open(&layout.index(), true)?;
+        if fresh {
+            // New names in the data directory (and maybe the directory
+            // itself) must be durable before anything is recorded in them.
+            let parent = layout.dir.parent().filter(|p| p.is_dir());
+            for d in parent.into_iter().chain([layout.dir.as_path()]) {
+                disk.sync_dir(d).map_err(io_err("fsync", d))?;
+            }
+        }
         let mut store = Self {
             layout,
             index,
