@@ -83,10 +83,8 @@ impl State {
                     to,
                     replaced_link,
                 } => {
-                    if fs::rename(&to, &from).is_ok() {
-                        if let Some(target) = replaced_link {
-                            let _ = std::os::unix::fs::symlink(target, &to);
-                        }
+                    if let (Ok(()), Some(target)) = (fs::rename(&to, &from), replaced_link) {
+                        let _ = std::os::unix::fs::symlink(target, &to);
                     }
                 }
             }
