@@ -62,6 +62,8 @@ pub struct Config {
     pub max_backoff: Duration,
     /// Redirects followed per request.
     pub max_redirects: u32,
+    /// Most bytes [`Client::fetch_pieces`] fetches in one call.
+    pub max_run_bytes: u64,
     /// Idle keep-alive connections kept per host.
     pub max_idle_per_host: usize,
     /// How long an idle connection is kept.
@@ -83,6 +85,7 @@ impl Default for Config {
             backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(10),
             max_redirects: 5,
+            max_run_bytes: 16 << 20,
             max_idle_per_host: 4,
             idle_timeout: Duration::from_secs(60),
             user_agent: concat!("swarmsync/", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -420,30 +423,106 @@ impl Client {
         buf: &mut Vec<u8>,
     ) -> Result<Vec<Span>, Error> {
         let spans = piece_spans(info, piece).map_err(|p| err(seed.url(), p))?;
+        self.fetch_spans(seed, info, &spans, buf, u64::MAX).await?;
+        Ok(spans)
+    }
+
+    /// Fetches the consecutive pieces `pieces` with as few requests as the
+    /// layout allows: the spans of neighbouring pieces in one file become
+    /// one Range request. For files much larger than a piece this turns
+    /// hundreds of requests into one. The run may hold at most
+    /// [`Config::max_run_bytes`], which bounds the memory it takes.
+    pub async fn fetch_pieces(
+        &self,
+        seed: &WebSeed,
+        info: &Info,
+        pieces: std::ops::Range<u64>,
+    ) -> Result<Vec<Piece>, Error> {
+        let mut per_piece = Vec::new();
+        let mut spans = Vec::new();
+        for i in pieces.clone() {
+            let s = piece_spans(info, i).map_err(|p| err(seed.url(), p))?;
+            per_piece.push((i, s.len()));
+            spans.extend(s);
+        }
+        let mut buf = Vec::new();
+        self.fetch_spans(seed, info, &spans, &mut buf, self.cfg.max_run_bytes)
+            .await?;
+        let mut out = Vec::with_capacity(per_piece.len());
+        let (mut span_at, mut byte_at) = (0usize, 0usize);
+        for (index, n) in per_piece {
+            let own: Vec<Span> = spans.get(span_at..span_at + n).unwrap_or_default().to_vec();
+            span_at += n;
+            let len: u64 = own.iter().map(|s| s.length).sum();
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            let data = buf
+                .get(byte_at..byte_at.saturating_add(len))
+                .ok_or_else(|| err(seed.url(), Problem::Layout("span outside run".into())))?
+                .to_vec();
+            byte_at += len;
+            out.push(Piece {
+                index,
+                spans: own,
+                data,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Fills `buf` (cleared first) with the bytes of `spans` in order:
+    /// pads as zeros, runs of adjacent spans of one file in one request.
+    async fn fetch_spans(
+        &self,
+        seed: &WebSeed,
+        info: &Info,
+        spans: &[Span],
+        buf: &mut Vec<u8>,
+        max_bytes: u64,
+    ) -> Result<(), Error> {
         let total: u64 = spans.iter().map(|s| s.length).sum();
+        if total > max_bytes {
+            return Err(err(
+                seed.url(),
+                Problem::Layout(format!(
+                    "{total} bytes asked for at once, over the limit of {max_bytes}"
+                )),
+            ));
+        }
         let total = usize::try_from(total)
-            .map_err(|_| err(seed.url(), Problem::Layout("piece too large".into())))?;
+            .map_err(|_| err(seed.url(), Problem::Layout("run too large".into())))?;
         buf.clear();
         buf.resize(total, 0);
+        // (file, offset in file, length, offset in buf) of the run being built.
+        let mut runs: Vec<(usize, u64, u64, usize)> = Vec::new();
         let mut at = 0usize;
-        for s in &spans {
-            // Span lengths are at most a piece length, which fits in usize
-            // since the whole piece does.
-            let len = usize::try_from(s.length).unwrap_or(usize::MAX);
-            let out = buf
-                .get_mut(at..at.saturating_add(len))
-                .ok_or_else(|| err(seed.url(), Problem::Layout("span outside piece".into())))?;
-            at += len;
+        for s in spans {
+            let start = at;
+            // Span lengths sum to `total`, which fits in usize.
+            at = at.saturating_add(usize::try_from(s.length).unwrap_or(usize::MAX));
             if s.pad {
                 continue; // already zeros
             }
-            let Some(file) = info.files.get(s.file) else {
+            match runs.last_mut() {
+                Some(r)
+                    if r.0 == s.file && r.1 + r.2 == s.offset && r.3 + r.2 as usize == start =>
+                {
+                    r.2 += s.length;
+                }
+                _ => runs.push((s.file, s.offset, s.length, start)),
+            }
+        }
+        for (file, offset, length, start) in runs {
+            let Some(f) = info.files.get(file) else {
                 return Err(err(seed.url(), Problem::Layout("no such file".into())));
             };
-            let url = layout::file_url(&seed.base, info, file);
-            self.fetch_range(&url, file.length, s.offset, out).await?;
+            let end = start.saturating_add(usize::try_from(length).unwrap_or(usize::MAX));
+            let out = buf
+                .get_mut(start..end)
+                .ok_or_else(|| err(seed.url(), Problem::Layout("span outside buffer".into())))?;
+            let url = layout::file_url(&seed.base, info, f);
+            self.fetch_range(&url, f.length, offset, out).await?;
         }
-        Ok(spans)
+        Ok(())
     }
 
     /// Fetches `out.len()` bytes at `offset` of the file at `url`, whose

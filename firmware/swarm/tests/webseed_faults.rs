@@ -44,6 +44,8 @@ enum Mode {
     FlakyTwice,
     /// 404.
     NotFound,
+    /// 200 with the whole file, whatever the Range says.
+    Plain200,
 }
 
 struct Server {
@@ -203,6 +205,13 @@ async fn connection(
                     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy",
                 )
                 .await?;
+                continue;
+            }
+            Mode::Plain200 => {
+                let whole: Vec<u8> = (0..FILE_LEN).map(byte_at).collect();
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {FILE_LEN}\r\n\r\n");
+                sock.write_all(head.as_bytes()).await?;
+                sock.write_all(&whole).await?;
                 continue;
             }
             Mode::NotFound => {
@@ -395,6 +404,23 @@ async fn transient_503s_are_retried_with_backoff() {
     assert_eq!(problem, Problem::Status(503));
     assert!(msg.contains("503"), "{msg}");
     assert_eq!(n, 2);
+}
+
+#[tokio::test]
+async fn a_200_with_the_whole_file_is_accepted_for_a_whole_file_range() {
+    let server = serve(Mode::Plain200).await;
+    let client = Client::new(quick(0)).expect("client");
+    let mut out = vec![0u8; FILE_LEN as usize];
+    client
+        .fetch_range(&server.url(), FILE_LEN, 0, &mut out)
+        .await
+        .expect("whole file");
+    assert!(out.iter().enumerate().all(|(i, b)| *b == byte_at(i as u64)));
+    let (problem, _, _, _, _) = fault(Mode::Plain200, 0).await;
+    assert!(
+        matches!(problem, Problem::RangeIgnored { .. }),
+        "{problem:?}"
+    );
 }
 
 #[tokio::test]

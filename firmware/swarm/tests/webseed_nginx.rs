@@ -336,6 +336,61 @@ async fn nginx_serves_every_piece_of_v1_v2_and_hybrid_multi_file_torrents() {
 }
 
 #[tokio::test]
+async fn runs_of_pieces_take_one_request_per_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let www = tmp.path().join("www");
+    let name = "runs";
+    let root = www.join(name);
+    let files = write_tree(&root, TREE);
+    let nginx = Nginx::start(tmp.path(), &www, None);
+    let client = Client::new(Config::default()).expect("client");
+    let seed = WebSeed::new(&format!("http://127.0.0.1:{}/", nginx.port)).expect("seed");
+    for version in [Version::Hybrid, Version::V1, Version::V2] {
+        let meta = make_torrent(name, false, &root, &files, version, 16384);
+        let count = meta.info.piece_count();
+        let before = nginx.connections_and_requests().1;
+        let mut got = Vec::new();
+        let mut first = 0;
+        while first < count {
+            let end = (first + 8).min(count);
+            got.extend(
+                client
+                    .fetch_pieces(&seed, &meta.info, first..end)
+                    .await
+                    .unwrap_or_else(|e| panic!("{version:?} {first}..{end}: {e}")),
+            );
+            first = end;
+        }
+        let requests = nginx.connections_and_requests().1 - before;
+        assert_eq!(got.len() as u64, count);
+        for (i, piece) in got.iter().enumerate() {
+            assert_eq!(piece.index, i as u64);
+            check_hashes(&meta, piece);
+        }
+        // Requests: at most one per file per run of 8 pieces.
+        let real = meta.info.real_files().filter(|f| f.length > 0).count() as u64;
+        let runs = count.div_ceil(8);
+        eprintln!("{version:?}: {count} pieces in {requests} requests");
+        assert!(requests as u64 <= real + runs, "{requests} requests");
+        assert!((requests as u64) < count, "{requests} requests");
+    }
+    // A run over the limit is refused before any request.
+    let meta = make_torrent(name, false, &root, &files, Version::Hybrid, 16384);
+    let small = Client::new(Config {
+        max_run_bytes: 16384,
+        ..Config::default()
+    })
+    .expect("client");
+    let before = nginx.connections_and_requests().1;
+    let e = small
+        .fetch_pieces(&seed, &meta.info, 0..2)
+        .await
+        .expect_err("over the limit");
+    assert!(e.to_string().contains("over the limit"), "{e}");
+    assert_eq!(nginx.connections_and_requests().1, before);
+}
+
+#[tokio::test]
 async fn nginx_serves_a_single_file_torrent_by_directory_or_file_url() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let www = tmp.path().join("www");
