@@ -613,26 +613,31 @@ fn power_cut_after_every_mutation_leaves_a_consistent_store() {
         disk.ops()
     };
     assert!(total > 40, "workload too small: {total}");
+    eprintln!("power cut sweep: {total} mutations, two cuts each");
     for cut in 0..=total {
         let dir = ram_tmp();
-        let disk = CrashDisk::new(cut);
-        match Store::open_with(dir.path(), Box::new(disk.clone())) {
-            Ok(mut store) => {
-                let r = w.run(&mut store);
-                assert!(r.is_err() == disk.is_dead(), "cut {cut}: {r:?}");
+        // A first cut anywhere in the workload, then a second one a few
+        // mutations into the restart (recovery, or the resumed work).
+        for (round, budget) in [(1, cut), (2, cut % 11)] {
+            let disk = CrashDisk::new(budget);
+            match Store::open_with(dir.path(), Box::new(disk.clone())) {
+                Ok(mut store) => {
+                    let r = w.run(&mut store);
+                    assert!(r.is_err() == disk.is_dead(), "cut {cut}/{round}: {r:?}");
+                }
+                Err(_) => assert!(disk.is_dead()),
             }
-            Err(_) => assert!(disk.is_dead()),
-        }
-        // Power back: the store must be consistent as found...
-        if dir.path().join("index.redb").exists() {
-            let store = Store::open_inspect(dir.path()).expect("inspect");
-            let report = store.verify().expect("verify");
-            assert!(
-                report.is_clean(),
-                "cut {cut}, as found: {:#?}",
-                report.faults
-            );
-            w.check_pieces(&store);
+            // Power back: the store must be consistent as found...
+            if dir.path().join("index.redb").exists() {
+                let store = Store::open_inspect(dir.path()).expect("inspect");
+                let report = store.verify().expect("verify");
+                assert!(
+                    report.is_clean(),
+                    "cut {cut}/{round}, as found: {:#?}",
+                    report.faults
+                );
+                w.check_pieces(&store);
+            }
         }
         // ...and after recovery...
         let mut store = Store::open_with(dir.path(), Box::new(FsDisk)).expect("reopen");
