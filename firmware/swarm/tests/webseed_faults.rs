@@ -46,6 +46,10 @@ enum Mode {
     NotFound,
     /// 200 with the whole file, whatever the Range says.
     Plain200,
+    /// A 302 to an absolute path for the first request, then Good.
+    RedirectOnce,
+    /// A 302 to itself, forever.
+    RedirectLoop,
 }
 
 struct Server {
@@ -124,7 +128,8 @@ async fn connection(
         let len = last - first + 1;
         let body: Vec<u8> = (first..=last).map(byte_at).collect();
         let range = format!("bytes {first}-{last}/{FILE_LEN}");
-        let mode = if mode == Mode::FlakyTwice && n >= 2 {
+        let mode = if (mode == Mode::FlakyTwice && n >= 2) || (mode == Mode::RedirectOnce && n >= 1)
+        {
             Mode::Good
         } else {
             mode
@@ -212,6 +217,13 @@ async fn connection(
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {FILE_LEN}\r\n\r\n");
                 sock.write_all(head.as_bytes()).await?;
                 sock.write_all(&whole).await?;
+                continue;
+            }
+            Mode::RedirectOnce | Mode::RedirectLoop => {
+                sock.write_all(
+                    b"HTTP/1.1 302 Found\r\nLocation: /moved/file.bin\r\nContent-Length: 0\r\n\r\n",
+                )
+                .await?;
                 continue;
             }
             Mode::NotFound => {
@@ -421,6 +433,36 @@ async fn a_200_with_the_whole_file_is_accepted_for_a_whole_file_range() {
         matches!(problem, Problem::RangeIgnored { .. }),
         "{problem:?}"
     );
+}
+
+#[tokio::test]
+async fn redirects_are_followed_a_bounded_number_of_times() {
+    let server = serve(Mode::RedirectOnce).await;
+    let client = Client::new(quick(0)).expect("client");
+    let mut out = vec![0u8; 100];
+    client
+        .fetch_range(&server.url(), FILE_LEN, 5, &mut out)
+        .await
+        .expect("after one redirect");
+    assert!(
+        out.iter()
+            .enumerate()
+            .all(|(i, b)| *b == byte_at(i as u64 + 5))
+    );
+    assert_eq!(server.requests.load(Ordering::SeqCst), 2);
+
+    let server = serve(Mode::RedirectLoop).await;
+    let e = client
+        .fetch_range(&server.url(), FILE_LEN, 5, &mut out)
+        .await
+        .expect_err("loop");
+    let msg = e.to_string();
+    eprintln!("{msg}");
+    assert!(
+        msg.contains("/moved/file.bin") && msg.contains("more than 5 redirects"),
+        "{msg}"
+    );
+    assert_eq!(server.requests.load(Ordering::SeqCst), 6);
 }
 
 #[tokio::test]
