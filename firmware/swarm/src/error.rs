@@ -15,4 +15,20 @@ pub enum Error {
         url: String,
         problem: crate::webseed::Problem,
     },
+    /// Reading or writing the torrent's files (or the resume record) failed.
+    #[error("{path}: {reason}")]
+    Storage { path: String, reason: String },
+    /// An announce to a tracker failed. `url` is the announce URL.
+    #[error("tracker {url}: {problem}")]
+    Tracker {
+        url: String,
+        problem: crate::tracker::Problem,
+    },
+    /// Local service discovery could not set up or use its multicast
+    /// sockets; `context` says which step and which group.
+    #[error("local service discovery: {context}: {io}")]
+    Lsd { context: String, io: std::io::Error },
+    /// The peer port could not be opened.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
 }

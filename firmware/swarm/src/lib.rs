@@ -6,7 +6,9 @@
 //! trackers (HTTP, UDP), local service discovery, web seeds.
 #![forbid(unsafe_code)]
 
+pub mod engine;
 pub mod error;
+pub mod storage;
 pub mod webseed;
 
 pub use error::Error;

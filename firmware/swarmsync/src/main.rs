@@ -5,6 +5,7 @@
 //! exit status 1 (ripgrep's habit): scripts and cron jobs see one line.
 #![forbid(unsafe_code)]
 
+mod cmd_swarm;
 mod cmd_torrent;
 mod cmd_verify;
 mod progress;
@@ -41,6 +42,10 @@ enum TorrentCommand {
     Create(cmd_torrent::CreateArgs),
     /// Print a torrent's infohashes (lines `v1:` and `v2:`), files and sizes.
     Show { file: PathBuf },
+    /// Download a torrent from peers into --dir (resumable).
+    Download(cmd_swarm::DownloadArgs),
+    /// Serve a complete torrent to peers until stopped.
+    Seed(cmd_swarm::SeedArgs),
     /// Check the files under --dir against a torrent; names every bad piece.
     Verify {
         file: PathBuf,
@@ -57,6 +62,8 @@ fn main() -> ExitCode {
         Command::Torrent(TorrentCommand::Create(args)) => cmd_torrent::create(&args),
         Command::Torrent(TorrentCommand::Show { file }) => cmd_torrent::show(&file),
         Command::Torrent(TorrentCommand::Verify { file, dir }) => cmd_torrent::verify(&file, &dir),
+        Command::Torrent(TorrentCommand::Download(args)) => cmd_swarm::download(&args),
+        Command::Torrent(TorrentCommand::Seed(args)) => cmd_swarm::seed(&args),
         Command::Verify { state } => cmd_verify::run(&state),
     };
     match result {

@@ -75,6 +75,9 @@ pub struct Identity {
     /// The 20 bytes of the handshake: the v1 infohash, or the v2 infohash
     /// truncated (BEP 52).
     pub info_hash: [u8; 20],
+    /// A hybrid's other handshake hash (the truncated v2 infohash): BEP 52
+    /// lets a v2-capable peer answer a v1 handshake with it.
+    pub alt_info_hash: Option<[u8; 20]>,
     pub peer_id: [u8; 20],
     /// Announce v2 support in the handshake.
     pub v2: bool,
@@ -386,7 +389,7 @@ impl Session {
     }
 
     fn on_handshake(&mut self, key: PeerKey, hs: Handshake, _now: Instant) -> Result<(), String> {
-        if hs.info_hash != self.id.info_hash {
+        if hs.info_hash != self.id.info_hash && Some(hs.info_hash) != self.id.alt_info_hash {
             return Err("handshake for another torrent".into());
         }
         if hs.peer_id == self.id.peer_id {
@@ -434,7 +437,13 @@ impl Session {
         let Some(peer) = self.peers.get_mut(&key) else {
             return Ok(());
         };
-        peer.messages += 1;
+        // The extension handshake and keep-alives may precede the bitfield.
+        if !matches!(
+            msg,
+            Message::Extended { .. } | Message::KeepAlive | Message::Port(_)
+        ) {
+            peer.messages += 1;
+        }
         let first = peer.messages == 1;
         let fast = peer.reserved.fast;
         match msg {
@@ -1023,6 +1032,7 @@ mod tests {
         let count = layout.piece_count;
         let id = Identity {
             info_hash: meta.info.v1_infohash.unwrap_or_default(),
+            alt_info_hash: None,
             peer_id: [n; 20],
             v2: true,
         };

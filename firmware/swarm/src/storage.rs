@@ -1,0 +1,226 @@
+//! Files of a torrent on disk, as a plain client keeps them: the tree under
+//! `<dir>/<name>`, written in place.
+//!
+//! Crash rule (the same as the store's): a piece is recorded in the resume
+//! file only after its bytes were fsynced, and the resume file itself is
+//! replaced atomically (write, fsync, rename, fsync the directory). After a
+//! SIGKILL a restart trusts the resume file and never rehashes or
+//! re-downloads what it lists.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use torrent::bitfield::Bitfield;
+use torrent::hash::{Sha1Hasher, sha256, to_hex};
+use torrent::layout::Layout;
+use torrent::merkle;
+use torrent::metainfo::{Metainfo, Version};
+
+/// Open file handles kept at once (a mirror tree has thousands of files).
+const MAX_OPEN: usize = 128;
+
+pub struct Storage {
+    meta: Arc<Metainfo>,
+    layout: Layout,
+    paths: Vec<PathBuf>,
+    open: HashMap<usize, File>,
+    dirty: Vec<usize>,
+    resume: PathBuf,
+}
+
+impl Storage {
+    /// Creates directories and (sparse) files as needed.
+    pub fn open(meta: Arc<Metainfo>, dir: &Path) -> io::Result<Storage> {
+        let info = &meta.info;
+        let base = if info.single_file {
+            dir.to_path_buf()
+        } else {
+            dir.join(&info.name)
+        };
+        let mut paths = Vec::with_capacity(info.files.len());
+        for f in &info.files {
+            let mut p = base.clone();
+            if !info.single_file {
+                p.extend(&f.path);
+            } else {
+                p.push(&info.name);
+            }
+            if !f.attr.pad {
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                if let Some(target) = &f.symlink_target {
+                    if std::fs::symlink_metadata(&p).is_err() {
+                        let depth = f.path.len().saturating_sub(1);
+                        let mut rel = PathBuf::new();
+                        for _ in 0..depth {
+                            rel.push("..");
+                        }
+                        rel.extend(target);
+                        std::os::unix::fs::symlink(rel, &p)?;
+                    }
+                } else {
+                    let file = OpenOptions::new()
+                        .create(true)
+                        .truncate(false)
+                        .write(true)
+                        .open(&p)?;
+                    if file.metadata()?.len() != f.length {
+                        file.set_len(f.length)?;
+                    }
+                }
+            }
+            paths.push(p);
+        }
+        let hash = info
+            .v1_infohash
+            .map(|h| to_hex(&h))
+            .or_else(|| info.v2_infohash.map(|h| to_hex(&h)))
+            .unwrap_or_default();
+        let resume_dir = dir.join(".swarmsync");
+        std::fs::create_dir_all(&resume_dir)?;
+        Ok(Storage {
+            layout: Layout::new(info),
+            meta,
+            paths,
+            open: HashMap::new(),
+            dirty: Vec::new(),
+            resume: resume_dir.join(format!("{hash}.resume")),
+        })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn file(&mut self, i: usize) -> io::Result<&File> {
+        if !self.open.contains_key(&i) {
+            if self.open.len() >= MAX_OPEN {
+                self.sync()?;
+                self.open.clear();
+            }
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&self.paths[i])?;
+            self.open.insert(i, f);
+        }
+        self.open
+            .get(&i)
+            .ok_or_else(|| io::Error::other("file handle vanished"))
+    }
+
+    /// Writes block data; bytes that fall in padding are dropped.
+    pub fn write(&mut self, piece: u32, begin: u32, data: &[u8]) -> io::Result<()> {
+        let len = u32::try_from(data.len()).map_err(io::Error::other)?;
+        for sp in self.layout.spans(piece, begin, len) {
+            let off = (sp.piece_offset - begin) as usize;
+            self.file(sp.file)?
+                .write_all_at(&data[off..off + sp.len as usize], sp.file_offset)?;
+            if !self.dirty.contains(&sp.file) {
+                self.dirty.push(sp.file);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `len` bytes of piece `piece` from `begin`; padding reads as zeros.
+    pub fn read(&mut self, piece: u32, begin: u32, len: u32) -> io::Result<Vec<u8>> {
+        let mut out = vec![0u8; len as usize];
+        for sp in self.layout.spans(piece, begin, len) {
+            let off = (sp.piece_offset - begin) as usize;
+            self.file(sp.file)?
+                .read_exact_at(&mut out[off..off + sp.len as usize], sp.file_offset)?;
+        }
+        Ok(out)
+    }
+
+    /// Hashes a whole piece against the torrent (v2 hashes when the piece
+    /// layers are known, else v1). With `digests`, also returns a SHA-256
+    /// per 16 KiB block, used to find which peer sent a bad block.
+    pub fn check(&mut self, piece: u32, digests: bool) -> io::Result<(bool, Vec<[u8; 32]>)> {
+        let size = self.layout.piece_size(piece);
+        let data = self.read(piece, 0, size)?;
+        let meta = Arc::clone(&self.meta);
+        let ok = check_piece(&meta, &self.layout, piece, &data);
+        let d = if digests || !ok {
+            data.chunks(16 * 1024).map(sha256).collect()
+        } else {
+            Vec::new()
+        };
+        Ok((ok, d))
+    }
+
+    /// fsyncs every file written since the last sync.
+    pub fn sync(&mut self) -> io::Result<()> {
+        for i in std::mem::take(&mut self.dirty) {
+            if let Some(f) = self.open.get(&i) {
+                f.sync_data()?;
+            } else {
+                File::open(&self.paths[i])?.sync_data()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The pieces recorded as verified, if a resume file for this torrent
+    /// exists and is well-formed.
+    pub fn load_resume(&self) -> Option<Bitfield> {
+        let f = File::open(&self.resume).ok()?;
+        let mut buf = Vec::new();
+        f.take(u64::from(self.layout.piece_count / 8 + 64))
+            .read_to_end(&mut buf)
+            .ok()?;
+        let (head, bits) = buf.split_at_checked(8)?;
+        let magic_ok = &head[..4] == b"SSR1";
+        let count = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+        if !magic_ok || count != self.layout.piece_count {
+            return None;
+        }
+        Bitfield::from_wire(bits, count)
+    }
+
+    /// Syncs data, then atomically records `have` as verified.
+    pub fn save_resume(&mut self, have: &Bitfield) -> io::Result<()> {
+        self.sync()?;
+        let tmp = self.resume.with_extension("tmp");
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(b"SSR1")?;
+            f.write_all(&have.len().to_be_bytes())?;
+            f.write_all(have.as_bytes())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.resume)?;
+        if let Some(dir) = self.resume.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks one piece's bytes (padding included) against the torrent.
+pub fn check_piece(meta: &Metainfo, layout: &Layout, piece: u32, data: &[u8]) -> bool {
+    let info = &meta.info;
+    if info.version != Version::V1 && !meta.piece_layers.is_empty() || info.version == Version::V2 {
+        let spans = layout.spans(piece, 0, layout.piece_size(piece));
+        // Aligned layouts: at most one file per piece.
+        let Some(sp) = spans.first() else {
+            return data.iter().all(|b| *b == 0);
+        };
+        let f = &info.files[sp.file];
+        let local = sp.file_offset / info.piece_length;
+        let Some((expected, width)) = meta.v2_piece(f, local) else {
+            return false;
+        };
+        let part = &data[sp.piece_offset as usize..(sp.piece_offset + sp.len) as usize];
+        return merkle::piece_hash(part, width) == Some(expected);
+    }
+    let mut h = Sha1Hasher::default();
+    h.update(data);
+    info.pieces.get(piece as usize) == Some(&h.finish())
+}

@@ -1,0 +1,160 @@
+//! `swarmsync torrent download` and `swarmsync torrent seed`.
+
+use std::hash::{BuildHasher, Hasher};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use swarm::engine::{self, Options};
+use torrent::session::Config;
+
+use crate::progress::Progress;
+
+#[derive(clap::Args)]
+pub struct DownloadArgs {
+    /// A .torrent file or a magnet link.
+    source: String,
+    /// The folder that will hold the torrent's top-level name.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// A peer to connect to (repeatable).
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    peers: Vec<String>,
+    /// A tracker announce URL (repeatable).
+    #[arg(long = "tracker", value_name = "URL")]
+    trackers: Vec<String>,
+    /// Accept incoming peers on this address.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Keep seeding after the download completes, until stopped.
+    #[arg(long)]
+    seed: bool,
+}
+
+#[derive(clap::Args)]
+pub struct SeedArgs {
+    file: PathBuf,
+    /// The folder that holds the torrent's top-level name.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Where to accept peers.
+    #[arg(long, value_name = "ADDR")]
+    listen: SocketAddr,
+    /// A peer to connect to as well (repeatable).
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    peers: Vec<String>,
+}
+
+/// An Azureus-style peer id: client and version, then random bytes.
+pub fn peer_id() -> [u8; 20] {
+    let mut id = *b"-SS0100-000000000000";
+    let r1 = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let r2 = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let chars = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    for (i, slot) in id[8..].iter_mut().enumerate() {
+        let r = if i < 6 {
+            r1 >> (i * 10)
+        } else {
+            r2 >> ((i - 6) * 10)
+        };
+        *slot = chars[(r % 36) as usize];
+    }
+    id
+}
+
+fn resolve(peers: &[String]) -> Result<Vec<SocketAddr>> {
+    let mut out = Vec::new();
+    for p in peers {
+        let addrs = p
+            .to_socket_addrs()
+            .with_context(|| format!("bad peer address {p:?} (want HOST:PORT)"))?;
+        out.extend(addrs);
+    }
+    Ok(out)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub fn download(args: &DownloadArgs) -> Result<ExitCode> {
+    if args.source.starts_with("magnet:") {
+        bail!("magnet links are not supported yet: download the .torrent file instead");
+    }
+    if !args.trackers.is_empty() {
+        tracing::warn!("--tracker is not used yet; connect with --peer");
+    }
+    let meta = crate::cmd_torrent::load(Path::new(&args.source))?;
+    let opts = Options {
+        dir: args.dir.clone(),
+        peers: resolve(&args.peers)?,
+        listen: args.listen,
+        seed: args.seed,
+        peer_id: peer_id(),
+        config: Config::default(),
+    };
+    run(meta, opts)
+}
+
+pub fn seed(args: &SeedArgs) -> Result<ExitCode> {
+    let meta = crate::cmd_torrent::load(&args.file)?;
+    let opts = Options {
+        dir: args.dir.clone(),
+        peers: resolve(&args.peers)?,
+        listen: Some(args.listen),
+        seed: true,
+        peer_id: peer_id(),
+        config: Config::default(),
+    };
+    run(meta, opts)
+}
+
+fn run(meta: torrent::Metainfo, opts: Options) -> Result<ExitCode> {
+    let name = meta.info.name.clone();
+    let total = meta.info.total_length();
+    let meta = Arc::new(meta);
+    let bar = Progress::new("downloading", total);
+    let last = std::cell::Cell::new(0u64);
+    let started = std::time::Instant::now();
+    let rt = runtime()?;
+    let summary = rt.block_on(async {
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        engine::run(meta, opts, shutdown, |p| {
+            let have = p.have_bytes;
+            if have > last.get() {
+                bar.add(have - last.get());
+                last.set(have);
+            }
+        })
+        .await
+    });
+    bar.finish();
+    let summary = summary.with_context(|| format!("cannot sync {name}"))?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{name}: {} of {} pieces verified ({} resumed), {} bytes downloaded, {} bytes uploaded, {} hash failures, {:.1} s",
+        if summary.complete { summary.pieces } else { 0 },
+        summary.pieces,
+        summary.resumed_pieces,
+        summary.downloaded,
+        summary.uploaded,
+        summary.hash_failures,
+        secs
+    );
+    if summary.complete {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        bail!("{name}: stopped before the download completed")
+    }
+}
