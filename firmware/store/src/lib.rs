@@ -35,14 +35,16 @@
 //! | state found on disk | how a crash leaves it | recovery on open | why it is safe |
 //! |---|---|---|---|
 //! | `.part` + partial row + `verified` rows | download in progress | kept; download resumes | a piece's row is committed only after its bytes were written and the `.part` was fdatasync'ed (`flush`) |
-//! | partial row, no `.part` | crash between the row's commit and the file's creation (`begin_file`) | `begin_file` recreates the file and drops any rows | no data was ever recorded for it |
+//! | partial row, `.part` missing or of the wrong length, no `verified` rows | crash between the row's commit and the file's creation or sizing (`begin_file`) | kept; `begin_file` recreates the file | no data was ever recorded for it |
+//! | `.part` + partial row, pieces written but not recorded | crash before `flush` committed | kept; those pieces count as missing | the index never claimed them |
 //! | `.part` without partial row | not produced by the store (leftover) | removed | nothing refers to it |
 //! | partial row and `objects/…` both present | crash between the rename into `objects/` and the commit that drops the row (`complete_file`) | bookkeeping finished: row dropped, object row added | the object was fsynced (as a `.part`) and its directory fsynced before the rename counted |
 //! | object file with neither object row nor partial row | not produced by the store (the completing commit swaps one row for the other) | kept; `gc` treats it as old garbage unless a snapshot refers to it | `verify` still checks its content against its name |
 //! | object row without file | crash in `gc` between unlink and row deletion | row dropped by the next `gc` | nothing reads object rows for data |
 //! | `snapshots/<seq>.tmp/` | crash while building | removed | `current` never points at a `.tmp` |
 //! | `snapshots/<seq>/` without snapshot row | crash between the rename and the commit (`build_snapshot`), or between `gc`'s commit and its `rm -r` | removed | `switch_current` requires the row, so `current` never points at it |
-//! | snapshot row without directory | never produced (rows are committed after the directory is durable and deleted before it is removed) | none; `verify` reports it | — |
+//! | snapshot row without directory, `verified` row over bad bytes, snapshot entry not linked to its object | never produced (rows are committed after what they describe is durable, and deleted before it is removed) | none; `verify` reports it | a fault means the medium lied or something else wrote here |
+//! | layout directories missing, `index.redb` present | first start cut before its directories were fsynced | recreated | nothing can be recorded in a directory before it is durable |
 //! | `current.tmp` | crash during `switch_current` | removed | `rename(2)` leaves `current` either old or new, both complete and fsynced |
 //! | `current -> snapshots/<seq>` | normal | kept | the target had its row, its tree fsynced bottom-up and `snapshots/` fsynced before the link was made |
 //!
