@@ -100,7 +100,8 @@ impl Default for Config {
 pub enum Problem {
     /// The URL is not an absolute http or https URL we can use.
     BadUrl(String),
-    /// The TLS configuration could not be built (a bad extra root).
+    /// The TLS configuration could not be built (a bad extra root), or
+    /// the handshake failed (an untrusted certificate, a name mismatch).
     Tls(String),
     /// The piece index is past the end of the torrent.
     NoSuchPiece { piece: u64, count: u64 },
@@ -166,7 +167,7 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Problem::BadUrl(why) => write!(f, "unusable URL: {why}"),
-            Problem::Tls(why) => write!(f, "TLS setup failed: {why}"),
+            Problem::Tls(why) => write!(f, "TLS: {why}"),
             Problem::NoSuchPiece { piece, count } => {
                 write!(f, "piece {piece} does not exist (the torrent has {count})")
             }
@@ -356,8 +357,8 @@ impl fmt::Debug for Client {
 
 impl Client {
     /// Builds the client (TLS: rustls, ring provider, webpki roots plus
-    /// `cfg.extra_roots`). Must be called inside a tokio runtime's context
-    /// only when requests are made; building needs none.
+    /// `cfg.extra_roots`). Building needs no runtime; requests must run
+    /// inside a tokio runtime, which drives the pooled connections.
     pub fn new(cfg: Config) -> Result<Client, Error> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -611,7 +612,12 @@ impl Client {
             let sent = self.http.request(req);
             let resp = match tokio::time::timeout(self.cfg.first_byte_timeout, sent).await {
                 Err(_) => return Err(Problem::NoResponse(self.cfg.first_byte_timeout)),
-                Ok(Err(e)) => return Err(Problem::Connect(chain(&e))),
+                Ok(Err(e)) => {
+                    return Err(match tls_failure(&e) {
+                        Some(why) => Problem::Tls(why),
+                        None => Problem::Connect(chain(&e)),
+                    });
+                }
                 Ok(Ok(r)) => r,
             };
             if resp.status().is_redirection() && resp.status() != StatusCode::NOT_MODIFIED {
@@ -735,6 +741,33 @@ fn redirect_target(from: &Uri, headers: &HeaderMap) -> Result<String, Problem> {
     Err(Problem::Redirect(format!(
         "Location {loc:?} is neither an absolute URL nor an absolute path"
     )))
+}
+
+/// The rustls error inside a connection failure, if the TLS handshake is
+/// what failed (a certificate the roots do not vouch for, a name mismatch):
+/// retrying cannot fix it. It arrives wrapped in `io::Error`s (by
+/// tokio-rustls, then hyper-rustls), whose `source()` skips the wrapped
+/// error itself, so those are unwrapped with `get_ref`.
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = Some(e);
+    let mut depth = 0;
+    while let Some(c) = cur {
+        if depth >= 8 {
+            break;
+        }
+        if let Some(t) = c.downcast_ref::<rustls::Error>() {
+            return Some(t.to_string());
+        }
+        cur = match c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
+        depth += 1;
+    }
+    None
 }
 
 /// An error with its sources, joined: hyper's top-level messages alone
