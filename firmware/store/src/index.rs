@@ -61,6 +61,14 @@ pub(crate) fn ref_key(root: &Sha256, seq: u64) -> [u8; 40] {
     k
 }
 
+/// What the index knows about one piece of a partial.
+pub(crate) struct PieceRow {
+    pub length: u64,
+    pub piece_len: u64,
+    pub verified: bool,
+    pub hash: Option<Sha256>,
+}
+
 /// The redb database and its path (for error messages).
 pub(crate) struct Index {
     pub db: Database,
@@ -138,22 +146,25 @@ impl Index {
         Ok(t.get(root).map_err(self.err())?.map(|v| v.value()))
     }
 
-    /// Whether piece `index` of `root` is recorded as verified.
-    pub fn is_verified(&self, root: &Sha256, index: u32) -> Result<bool> {
+    /// Everything `write_piece` needs to know, in one read transaction:
+    /// the partial's (length, piece length), whether the piece is recorded
+    /// verified, and its hash in the piece layer (none for one-piece files).
+    pub fn piece(&self, root: &Sha256, index: u32) -> Result<Option<PieceRow>> {
         let tx = self.db.begin_read().map_err(self.err())?;
-        let t = tx.open_table(VERIFIED).map_err(self.err())?;
-        Ok(t.get(&piece_key(root, index))
-            .map_err(self.err())?
-            .is_some())
-    }
-
-    /// The expected hash of piece `index` of a multi-piece partial.
-    pub fn layer_hash(&self, root: &Sha256, index: u32) -> Result<Option<Sha256>> {
-        let tx = self.db.begin_read().map_err(self.err())?;
-        let t = tx.open_table(LAYER).map_err(self.err())?;
-        Ok(t.get(&piece_key(root, index))
-            .map_err(self.err())?
-            .map(|v| *v.value()))
+        let partials = tx.open_table(PARTIALS).map_err(self.err())?;
+        let Some((length, piece_len)) = partials.get(root).map_err(self.err())?.map(|v| v.value())
+        else {
+            return Ok(None);
+        };
+        let key = piece_key(root, index);
+        let verified = tx.open_table(VERIFIED).map_err(self.err())?;
+        let layer = tx.open_table(LAYER).map_err(self.err())?;
+        Ok(Some(PieceRow {
+            length,
+            piece_len,
+            verified: verified.get(&key).map_err(self.err())?.is_some(),
+            hash: layer.get(&key).map_err(self.err())?.map(|v| *v.value()),
+        }))
     }
 
     /// Indices of the verified pieces of `root`, ascending.

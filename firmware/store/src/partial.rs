@@ -168,12 +168,13 @@ impl Store {
     /// [`Store::flush`].
     pub fn write_piece(&mut self, root: &Sha256, index: u32, data: &[u8]) -> Result<PieceOutcome> {
         self.writable()?;
-        let Some((length, piece_len)) = self.index.partial(root)? else {
+        let Some(row) = self.index.piece(root, index)? else {
             if self.has_object(root) {
                 return Ok(PieceOutcome::AlreadyHave);
             }
             return Err(Error::UnknownPartial { root: to_hex(root) });
         };
+        let (length, piece_len) = (row.length, row.piece_len);
         let pieces = piece_count(length, piece_len);
         if u64::from(index) >= pieces {
             return Err(Error::PieceOutOfRange {
@@ -182,22 +183,23 @@ impl Store {
                 pieces: u32::try_from(pieces).unwrap_or(u32::MAX),
             });
         }
-        if self.buffer.contains(root, index)
+        if row.verified
+            || self.buffer.contains(root, index)
             || self.unsynced.contains(&(*root, index))
-            || self.index.is_verified(root, index)?
         {
             return Ok(PieceOutcome::AlreadyHave);
         }
         if data.len() as u64 != piece_size(length, piece_len, index) {
             return Ok(PieceOutcome::HashMismatch);
         }
-        let expected = if pieces == 1 {
-            *root
-        } else {
-            self.index.layer_hash(root, index)?.ok_or_else(|| {
-                self.index
-                    .corrupt(format!("piece layer of {}", to_hex(root)))
-            })?
+        let expected = match (pieces, row.hash) {
+            (1, _) => *root,
+            (_, Some(hash)) => hash,
+            (_, None) => {
+                return Err(self
+                    .index
+                    .corrupt(format!("piece layer of {}", to_hex(root))));
+            }
         };
         let width = piece_width(length, piece_len);
         if piece_hash(data, width) != Some(expected) {

@@ -426,6 +426,47 @@ fn verify_finds_corruption_and_names_the_file() {
 }
 
 #[test]
+fn verify_checks_snapshot_trees() {
+    let dir = tmp();
+    let mut store = Store::open(dir.path()).expect("open");
+    let (a, b) = (data(2000, 1), data(3000, 2));
+    let (ra, rb) = (download(&mut store, &a, P), download(&mut store, &b, P));
+    let tree = |x: u64| {
+        vec![
+            (names(&["a"]), Entry::File(ra)),
+            (names(&["d", "b"]), Entry::File(rb)),
+            (names(&["e"]), Entry::Empty),
+            (names(&["l"]), Entry::Symlink(format!("d/b{x}"))),
+        ]
+    };
+    store.build_snapshot(1, tree(1)).expect("build 1");
+    store.build_snapshot(2, tree(2)).expect("build 2");
+    store.switch_current(1).expect("switch");
+    assert_clean(&store);
+    let s1 = store.snapshot_path(1);
+    // A copy is not a link, even with the right bytes.
+    fs::remove_file(s1.join("a")).expect("rm");
+    fs::write(s1.join("a"), &a).expect("copy");
+    fs::write(s1.join("e"), b"not empty").expect("write");
+    fs::remove_file(s1.join("l")).expect("rm");
+    std::os::unix::fs::symlink("elsewhere", s1.join("l")).expect("ln");
+    fs::remove_file(s1.join("d/b")).expect("rm");
+    fs::remove_dir_all(store.snapshot_path(2)).expect("rm -r");
+    let report = store.verify().expect("verify");
+    let text: Vec<String> = report.faults.iter().map(ToString::to_string).collect();
+    assert_eq!(text.len(), 5, "{text:#?}");
+    for (fault, what) in text.iter().zip([
+        "a: is not a link to object",
+        "d/b: snapshot entry is missing",
+        "e: should be an empty file",
+        "l: should be a symlink to d/b1",
+        "snapshots/2: recorded snapshot directory is missing",
+    ]) {
+        assert!(fault.contains(what), "{fault} lacks {what}");
+    }
+}
+
+#[test]
 fn open_removes_leftovers() {
     let dir = tmp();
     let mut store = Store::open(dir.path()).expect("open");
