@@ -39,7 +39,7 @@ use crate::bencode::{self, BencodeError};
 use crate::error::{Error, field};
 
 pub use handshake::{
-    ExtHandshake, MAX_CLIENT_LEN, MAX_EXTENSIONS, MAX_HANDSHAKE_LEN, MAX_NAME_LEN,
+    CLIENT, ExtHandshake, MAX_CLIENT_LEN, MAX_EXTENSIONS, MAX_HANDSHAKE_LEN, MAX_NAME_LEN,
 };
 pub use metadata::{
     InfoHashes, MAX_METADATA_SIZE, METADATA_PIECE_LEN, METADATA_REQUEST_TIMEOUT, MetadataAssembler,

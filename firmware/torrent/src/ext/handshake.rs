@@ -44,7 +44,22 @@ pub struct ExtHandshake {
     pub yourip: Option<IpAddr>,
 }
 
+/// The client name we announce in `v`.
+pub const CLIENT: &str = concat!("swarmsync ", env!("CARGO_PKG_VERSION"));
+
 impl ExtHandshake {
+    /// Our handshake: every extension at its [`crate::ext::LOCAL_IDS`] id
+    /// and our client name. The driver fills in what it knows (listen port,
+    /// request queue length, metadata size once it has the info, the
+    /// peer's address as `yourip`).
+    pub fn ours() -> ExtHandshake {
+        ExtHandshake {
+            ids: crate::ext::LOCAL_IDS,
+            client: Some(CLIENT.to_owned()),
+            ..ExtHandshake::default()
+        }
+    }
+
     /// Decodes a peer's handshake payload.
     pub fn decode(payload: &[u8]) -> Result<ExtHandshake, Error> {
         let d = whole_dict(payload, WHAT, MAX_HANDSHAKE_LEN)?;
@@ -171,12 +186,11 @@ mod tests {
 
     fn ours() -> ExtHandshake {
         ExtHandshake {
-            ids: LOCAL_IDS,
-            client: Some("swarmsync 0.1.0".into()),
             listen_port: Some(6881),
             reqq: Some(500),
             metadata_size: Some(31_337),
             yourip: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))),
+            ..ExtHandshake::ours()
         }
     }
 
@@ -192,6 +206,8 @@ mod tests {
             yourip: Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
             ..ours()
         };
+        assert_eq!(ours().ids, LOCAL_IDS);
+        assert!(ours().client.is_some_and(|c| c.starts_with("swarmsync ")));
         for hs in [ours(), v6, ExtHandshake::default()] {
             let bytes = enc(&hs);
             // Canonical bencode: validate checks form; bt_bencode re-encodes

@@ -29,7 +29,7 @@ use crate::metainfo::{Info, Limits};
 /// Bytes per metadata piece (all but the last are this long).
 pub const METADATA_PIECE_LEN: usize = 16 * 1024;
 /// Largest info dictionary fetched or served. A 20,000-file snapshot's is
-/// around 2 MiB; libtorrent refuses above a similar bound.
+/// around 2 MiB; libtorrent has a similar setting (`max_metadata_size`).
 pub const MAX_METADATA_SIZE: u32 = 16 << 20;
 /// After this long without an answer, a requested piece may be asked of
 /// another peer.
@@ -70,6 +70,9 @@ pub enum MetadataMessage<'a> {
     },
     /// `msg_type` 2: I will not send piece `piece`.
     Reject { piece: u32 },
+    /// Any other `msg_type`: ignored, as BEP 9 asks ("an unrecognized
+    /// message ID MUST be ignored"), so a newer peer is not cut off.
+    Unknown { msg_type: i64 },
 }
 
 impl<'a> MetadataMessage<'a> {
@@ -79,6 +82,9 @@ impl<'a> MetadataMessage<'a> {
         let (d, rest) = leading_dict(payload, WHAT, MAX_MESSAGE_LEN)?;
         let msg_type =
             int_field(&d, "msg_type", WHAT)?.ok_or_else(|| missing("ut_metadata msg_type"))?;
+        if !(0..=2).contains(&msg_type) {
+            return Ok(MetadataMessage::Unknown { msg_type });
+        }
         let piece = int_field(&d, "piece", WHAT)?.ok_or_else(|| missing("ut_metadata piece"))?;
         let piece = ranged(piece, 0, i64::from(MAX_PIECES) - 1, "piece", WHAT)?;
         let piece = u32::try_from(piece).map_err(|_| field("ut_metadata piece", "out of range"))?;
@@ -129,10 +135,8 @@ impl<'a> MetadataMessage<'a> {
                     data: rest,
                 })
             }
-            other => Err(field(
-                "ut_metadata msg_type",
-                format!("{other} is not 0 (request), 1 (data) or 2 (reject)"),
-            )),
+            // Other types returned early.
+            msg_type => Ok(MetadataMessage::Unknown { msg_type }),
         }
     }
 
@@ -142,6 +146,12 @@ impl<'a> MetadataMessage<'a> {
             MetadataMessage::Request { piece } => (0, piece),
             MetadataMessage::Data { piece, .. } => (1, piece),
             MetadataMessage::Reject { piece } => (2, piece),
+            MetadataMessage::Unknown { msg_type } => {
+                out.push(b'd');
+                put_key_int(out, "msg_type", msg_type);
+                out.push(b'e');
+                return;
+            }
         };
         out.push(b'd');
         put_key_int(out, "msg_type", msg_type);
@@ -221,12 +231,19 @@ pub struct MetadataAssembler {
     buf: Vec<u8>,
     slots: Vec<Slot>,
     received: u32,
+    failures: u32,
     finished: bool,
 }
 
 impl MetadataAssembler {
     /// Starts collecting `metadata_size` bytes that must hash to
     /// `expected`. `limits` bound the parsed [`Info`].
+    ///
+    /// `metadata_size` comes from one peer's handshake and is as untrusted
+    /// as the pieces: ask only peers whose handshake gives the same
+    /// [`size`](Self::size), and if [`failures`](Self::failures) keeps
+    /// growing, start over with the size other peers report (a wrong size
+    /// can never verify, it only wastes requests).
     pub fn new(
         expected: InfoHashes,
         metadata_size: u32,
@@ -250,6 +267,7 @@ impl MetadataAssembler {
             buf: vec![0; metadata_size as usize],
             slots: vec![Slot::Missing; count],
             received: 0,
+            failures: 0,
             finished: false,
         })
     }
@@ -267,6 +285,12 @@ impl MetadataAssembler {
     /// Pieces held and not yet verified.
     pub fn received(&self) -> u32 {
         self.received
+    }
+
+    /// How many times the complete metadata failed to verify (and was
+    /// dropped).
+    pub fn failures(&self) -> u32 {
+        self.failures
     }
 
     /// Whether the metadata was verified (or verified and refused by
@@ -357,6 +381,7 @@ impl MetadataAssembler {
         }
         if !self.expected.matches(&self.buf) {
             self.reset();
+            self.failures += 1;
             return Err(Error::MetadataMismatch);
         }
         self.finished = true;
@@ -387,7 +412,7 @@ impl MetadataAssembler {
                 self.on_reject(piece);
                 Ok(None)
             }
-            MetadataMessage::Request { .. } => Ok(None),
+            MetadataMessage::Request { .. } | MetadataMessage::Unknown { .. } => Ok(None),
         }
     }
 
@@ -465,6 +490,18 @@ mod tests {
     }
 
     #[test]
+    fn reads_libtorrent_requests_and_rejects_that_carry_total_size() {
+        assert_eq!(
+            MetadataMessage::decode(b"d8:msg_typei2e5:piecei7e10:total_sizei5120ee"),
+            Ok(MetadataMessage::Reject { piece: 7 })
+        );
+        assert_eq!(
+            MetadataMessage::decode(b"d8:msg_typei0e5:piecei0e10:total_sizei5120ee"),
+            Ok(MetadataMessage::Request { piece: 0 })
+        );
+    }
+
+    #[test]
     fn reads_data_with_extra_keys_and_splits_at_the_dictionary_end() {
         // The raw piece itself looks like bencode: only the first value is
         // the dictionary.
@@ -477,6 +514,19 @@ mod tests {
                 data: b"d2:e"
             })
         );
+    }
+
+    #[test]
+    fn unknown_message_types_are_passed_over() {
+        for (bytes, msg_type) in [
+            (&b"d8:msg_typei3e5:piecei0ee"[..], 3),
+            (b"d8:msg_typei-1ee", -1),
+            (b"d8:msg_typei99e5:piece3:anyexx", 99),
+        ] {
+            let m = MetadataMessage::decode(bytes).expect("ignored, not refused");
+            assert_eq!(m, MetadataMessage::Unknown { msg_type });
+            assert_eq!(MetadataMessage::decode(&enc(&m)), Ok(m));
+        }
     }
 
     #[test]
@@ -506,7 +556,6 @@ mod tests {
         for (bytes, name) in [
             (&b"d5:piecei0ee"[..], "msg_type"),
             (b"d8:msg_typei0ee", "piece"),
-            (b"d8:msg_typei3e5:piecei0ee", "msg_type"),
             (b"d8:msg_typei0e5:piecei-1ee", "piece"),
             (b"d8:msg_typei0e5:piecei1024ee", "piece"),
             (b"d8:msg_type1:05:piecei0ee", "msg_type"),
@@ -596,6 +645,7 @@ mod tests {
             "metadata from peer did not match the infohash"
         );
         assert_eq!(asm.received(), 0);
+        assert_eq!(asm.failures(), 1);
         assert!(!asm.is_finished());
         let got = fetch_all(&mut asm, &info, t0, None)
             .expect("verifies")

@@ -4,11 +4,19 @@
 //!
 //! Why a count bound on receipt: a PEX message is the cheapest way for a
 //! hostile peer to fill our peer list with addresses of its choosing (or of
-//! a victim's). We refuse a message with more than [`MAX_PEX_PEERS`] added
-//! or dropped peers, the receive bound libtorrent uses, and send at most
-//! [`SEND_PEX_PEERS`], the 50 that clients agreed on. The driver still
-//! rate-limits messages (BEP 11: at most one a minute) and decides which
-//! addresses to dial; this module only decodes.
+//! a victim's). We keep at most [`MAX_PEX_PEERS`] added and as many dropped
+//! peers from one message (IPv4 first) and ignore the rest, as libtorrent
+//! stops at its `max_pex_peers` (200) rather than disconnecting: libtorrent
+//! itself sends up to 100 added peers but every peer dropped in the last
+//! minute, so a count over the bound is not proof of hostility. What is
+//! refused is a malformed message or one over [`MAX_PEX_LEN`] bytes. We
+//! send at most [`SEND_PEX_PEERS`] added peers, the 50 that clients agreed
+//! on. The driver still rate-limits messages (BEP 11: at most one a
+//! minute; libtorrent disconnects a peer that sends them faster) and
+//! decides which addresses to dial; this module only decodes.
+//!
+//! BEP 27: a private torrent's peers come from its tracker only, so the
+//! driver neither sends nor acts on PEX for one (nor announces `ut_pex`).
 //!
 //! Flags are kept only when `added.f` has exactly one byte per added peer;
 //! otherwise they are read as 0 rather than guessed at, and the message is
@@ -20,13 +28,13 @@ use super::{bytes_field, put_bytes, whole_dict};
 use crate::error::{Error, field};
 
 /// Most added (IPv4 and IPv6 together), and separately most dropped,
-/// peers accepted in one message.
+/// peers kept from one message; the rest are ignored.
 pub const MAX_PEX_PEERS: usize = 200;
 /// Most added (and most dropped) peers to put in a message we send.
 pub const SEND_PEX_PEERS: usize = 50;
-/// Largest `ut_pex` payload accepted: room for [`MAX_PEX_PEERS`] added and
-/// dropped IPv6 peers with flags.
-pub const MAX_PEX_LEN: usize = 16 * 1024;
+/// Largest `ut_pex` payload accepted: room for a few thousand dropped
+/// peers, far more than a well-behaved client sends in a minute.
+pub const MAX_PEX_LEN: usize = 64 * 1024;
 
 const WHAT: &str = "ut_pex";
 
@@ -72,8 +80,9 @@ pub struct Pex {
     pub dropped: Vec<SocketAddr>,
 }
 
-/// Splits a compact list into addresses, refusing a ragged length.
-fn compact(bytes: &[u8], v6: bool, key: &str) -> Result<Vec<SocketAddr>, Error> {
+/// Splits a compact list into at most `max` addresses, refusing a ragged
+/// length (whatever `max` is).
+fn compact(bytes: &[u8], v6: bool, key: &str, max: usize) -> Result<Vec<SocketAddr>, Error> {
     let width = if v6 { 18 } else { 6 };
     if !bytes.len().is_multiple_of(width) {
         return Err(field(
@@ -83,6 +92,7 @@ fn compact(bytes: &[u8], v6: bool, key: &str) -> Result<Vec<SocketAddr>, Error> 
     }
     Ok(bytes
         .chunks_exact(width)
+        .take(max)
         .map(|c| {
             let (ip, port) = c.split_at(width - 2);
             let port = u16::from_be_bytes([port[0], port[1]]);
@@ -119,33 +129,26 @@ fn over(what: &'static str, n: usize) -> Error {
 }
 
 impl Pex {
-    /// Decodes a `ut_pex` payload. Absent lists are empty.
+    /// Decodes a `ut_pex` payload. Absent lists are empty; peers past
+    /// [`MAX_PEX_PEERS`] are ignored.
     pub fn decode(payload: &[u8]) -> Result<Pex, Error> {
         let d = whole_dict(payload, WHAT, MAX_PEX_LEN)?;
         let list = |key: &str| bytes_field(&d, key, WHAT).map(Option::unwrap_or_default);
-        let (added4, added6) = (list("added")?, list("added6")?);
-        let (dropped4, dropped6) = (list("dropped")?, list("dropped6")?);
-        // Count before building anything.
-        let added_n = added4.len() / 6 + added6.len() / 18;
-        if added_n > MAX_PEX_PEERS {
-            return Err(over("ut_pex added peers", added_n));
-        }
-        let dropped_n = dropped4.len() / 6 + dropped6.len() / 18;
-        if dropped_n > MAX_PEX_PEERS {
-            return Err(over("ut_pex dropped peers", dropped_n));
-        }
-        let mut added = Vec::with_capacity(added_n);
-        for (bytes, v6, key) in [(added4, false, "added"), (added6, true, "added6")] {
-            let addrs = compact(bytes, v6, key)?;
-            let flags_key = if v6 { "added6.f" } else { "added.f" };
-            let flags = bytes_field(&d, flags_key, WHAT)?.filter(|f| f.len() == addrs.len());
+        let mut added = Vec::new();
+        for (key, flags_key, v6) in [("added", "added.f", false), ("added6", "added6.f", true)] {
+            let bytes = list(key)?;
+            let all = bytes.len() / if v6 { 18 } else { 6 };
+            let addrs = compact(bytes, v6, key, MAX_PEX_PEERS - added.len())?;
+            // Flags count only with one byte per listed peer.
+            let flags = bytes_field(&d, flags_key, WHAT)?.filter(|f| f.len() == all);
             added.extend(addrs.into_iter().enumerate().map(|(i, addr)| PexPeer {
                 addr,
                 flags: PexFlags(flags.and_then(|f| f.get(i)).copied().unwrap_or(0)),
             }));
         }
-        let mut dropped = compact(dropped4, false, "dropped")?;
-        dropped.extend(compact(dropped6, true, "dropped6")?);
+        let mut dropped = compact(list("dropped")?, false, "dropped", MAX_PEX_PEERS)?;
+        let room = MAX_PEX_PEERS - dropped.len();
+        dropped.extend(compact(list("dropped6")?, true, "dropped6", room)?);
         Ok(Pex { added, dropped })
     }
 
@@ -278,33 +281,38 @@ mod tests {
         }
         let many = |key: &str, n: usize, w: usize| {
             let mut b = format!("d{}:{key}{}:", key.len(), n * w).into_bytes();
-            b.extend(std::iter::repeat_n(1u8, n * w));
+            b.extend((0..n * w).map(|i| (i / w) as u8));
             b.push(b'e');
             b
         };
-        assert!(Pex::decode(&many("added", MAX_PEX_PEERS, 6)).is_ok());
-        assert!(Pex::decode(&many("added6", MAX_PEX_PEERS, 18)).is_ok());
+        let p = Pex::decode(&many("added6", MAX_PEX_PEERS, 18)).expect("at the bound");
+        assert_eq!(p.added.len(), MAX_PEX_PEERS);
         for (key, w) in [
             ("added", 6),
             ("added6", 18),
             ("dropped", 6),
             ("dropped6", 18),
         ] {
-            assert!(
-                matches!(
-                    Pex::decode(&many(key, MAX_PEX_PEERS + 1, w)),
-                    Err(Error::Limit { .. })
-                ),
-                "{key}"
-            );
+            let p = Pex::decode(&many(key, 1000, w)).expect(key);
+            assert_eq!(p.added.len() + p.dropped.len(), MAX_PEX_PEERS, "{key}");
         }
-        // 150 IPv4 and 51 IPv6 added peers: over the shared bound.
+        // 150 IPv4 and 80 IPv6 added peers, with flags: the first 50 IPv6
+        // peers are kept, and keep their flags.
         let mut mixed = many("added", 150, 6);
         mixed.pop();
-        mixed.extend_from_slice(b"6:added6918:");
-        mixed.extend(std::iter::repeat_n(2u8, 51 * 18));
+        mixed.extend_from_slice(b"6:added61440:");
+        mixed.extend((0..80 * 18).map(|i| (i / 18) as u8));
+        mixed.extend_from_slice(b"8:added6.f80:");
+        mixed.extend(std::iter::repeat_n(PexFlags::SEED.0, 80));
         mixed.push(b'e');
-        assert!(matches!(Pex::decode(&mixed), Err(Error::Limit { .. })));
+        let p = Pex::decode(&mixed).expect("mixed");
+        assert_eq!(p.added.len(), MAX_PEX_PEERS);
+        assert!(p.added[..150].iter().all(|p| p.addr.is_ipv4()));
+        assert!(
+            p.added[150..]
+                .iter()
+                .all(|p| p.addr.is_ipv6() && p.flags == PexFlags::SEED)
+        );
         assert!(matches!(
             Pex::decode(&vec![b'd'; MAX_PEX_LEN + 1]),
             Err(Error::Limit { .. })
