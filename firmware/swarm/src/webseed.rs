@@ -133,6 +133,8 @@ pub enum Problem {
     ContentLength { got: String, expected: u64 },
     /// The server sent more body bytes than asked for.
     TooLong { expected: u64 },
+    /// The body is encoded (compressed) although `identity` was asked for.
+    ContentEncoding(String),
     /// The body ended early.
     Truncated {
         got: u64,
@@ -195,6 +197,9 @@ impl fmt::Display for Problem {
             },
             Problem::ContentLength { got, expected } => {
                 write!(f, "Content-Length is {got:?}, asked for {expected} bytes")
+            }
+            Problem::ContentEncoding(e) => {
+                write!(f, "body has Content-Encoding {e:?}, asked for identity")
             }
             Problem::TooLong { expected } => {
                 write!(f, "body longer than the {expected} bytes asked for")
@@ -649,6 +654,14 @@ impl Client {
             StatusCode::OK if whole => {}
             StatusCode::OK => return Err(Problem::RangeIgnored { file_length }),
             other => return Err(Problem::Status(other.as_u16())),
+        }
+        if let Some(v) = response.headers().get(header::CONTENT_ENCODING)
+            && !v.as_bytes().eq_ignore_ascii_case(b"identity")
+        {
+            // Ranges would then be of the encoded bytes, not the file's.
+            return Err(Problem::ContentEncoding(
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            ));
         }
         if let Some(v) = response.headers().get(header::CONTENT_LENGTH)
             && !content_length_is(v, len)

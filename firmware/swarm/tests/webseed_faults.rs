@@ -44,6 +44,8 @@ enum Mode {
     FlakyTwice,
     /// 404.
     NotFound,
+    /// Correct 206 headers and length, but a gzip Content-Encoding.
+    Gzip,
     /// 200 with the whole file, whatever the Range says.
     Plain200,
     /// A 302 to an absolute path for the first request, then Good.
@@ -224,6 +226,15 @@ async fn connection(
                     b"HTTP/1.1 302 Found\r\nLocation: /moved/file.bin\r\nContent-Length: 0\r\n\r\n",
                 )
                 .await?;
+                continue;
+            }
+            Mode::Gzip => {
+                let head = format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Range: {range}\r\n\
+                     Content-Encoding: gzip\r\nContent-Length: {len}\r\n\r\n"
+                );
+                sock.write_all(head.as_bytes()).await?;
+                sock.write_all(&body).await?;
                 continue;
             }
             Mode::NotFound => {
@@ -463,6 +474,14 @@ async fn redirects_are_followed_a_bounded_number_of_times() {
         "{msg}"
     );
     assert_eq!(server.requests.load(Ordering::SeqCst), 6);
+}
+
+#[tokio::test]
+async fn an_encoded_body_is_refused() {
+    let (problem, msg, _, n, _) = fault(Mode::Gzip, 2).await;
+    assert_eq!(problem, Problem::ContentEncoding("gzip".into()));
+    assert!(msg.contains("Content-Encoding \"gzip\""), "{msg}");
+    assert_eq!(n, 1);
 }
 
 #[tokio::test]
