@@ -4,7 +4,8 @@
 //! name, its listen port, how many requests it queues and how big the info
 //! dictionary is (BEP 9). We read only those fields; each is type- and
 //! range-checked because the driver acts on them (the port goes into the
-//! peer list, `reqq` sizes a queue, `metadata_size` sizes a buffer).
+//! peer list, `reqq` sizes a queue, `metadata_size` sizes a buffer, and
+//! is checked again where that buffer is made).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -13,7 +14,6 @@ use super::{
     whole_dict,
 };
 use crate::error::{Error, field};
-use crate::ext::MAX_METADATA_SIZE;
 
 /// Largest extension handshake accepted. Real ones are a few hundred bytes.
 pub const MAX_HANDSHAKE_LEN: usize = 16 * 1024;
@@ -38,7 +38,10 @@ pub struct ExtHandshake {
     /// `reqq`: how many outstanding requests the sender queues.
     pub reqq: Option<u32>,
     /// `metadata_size`: bytes of the info dictionary (BEP 9); 0 is read as
-    /// absent (a magnet-only peer does not have it yet).
+    /// absent (a magnet-only peer does not have it yet). Not bounded by
+    /// [`crate::ext::MAX_METADATA_SIZE`] here: a peer seeding a huge
+    /// torrent is still a good peer, [`crate::ext::MetadataAssembler::new`]
+    /// is where a size we will not fetch is refused.
     pub metadata_size: Option<u32>,
     /// `yourip`: our address as the sender sees it.
     pub yourip: Option<IpAddr>,
@@ -112,14 +115,9 @@ impl ExtHandshake {
             hs.reqq = u32::try_from(q).ok();
         }
         if let Some(s) = int_field(&d, "metadata_size", WHAT)? {
-            if s > i64::from(MAX_METADATA_SIZE) {
-                return Err(Error::Limit {
-                    what: "extension handshake metadata_size",
-                    value: s.unsigned_abs(),
-                    limit: u64::from(MAX_METADATA_SIZE),
-                });
-            }
-            let s = ranged(s, 0, i64::from(MAX_METADATA_SIZE), "metadata_size", WHAT)?;
+            // Sizes over MAX_METADATA_SIZE are kept: the peer may still
+            // serve pieces, only MetadataAssembler::new refuses to fetch it.
+            let s = ranged(s, 0, i64::from(u32::MAX), "metadata_size", WHAT)?;
             hs.metadata_size = u32::try_from(s).ok().filter(|s| *s != 0);
         }
         if let Some(ip) = bytes_field(&d, "yourip", WHAT)? {
@@ -182,7 +180,7 @@ impl ExtHandshake {
 mod tests {
     use super::*;
     use crate::bencode::{Limits, validate};
-    use crate::ext::LOCAL_IDS;
+    use crate::ext::{LOCAL_IDS, MAX_METADATA_SIZE};
 
     fn ours() -> ExtHandshake {
         ExtHandshake {
@@ -276,10 +274,13 @@ mod tests {
             let e = refused(bytes).to_string();
             assert!(e.contains(name), "{e:?} should name {name:?}");
         }
-        assert!(matches!(
-            refused(b"d13:metadata_sizei16777217ee"),
-            Error::Limit { .. }
-        ));
+        let huge = ExtHandshake::decode(b"d13:metadata_sizei16777217ee").expect("kept");
+        assert_eq!(huge.metadata_size, Some(MAX_METADATA_SIZE + 1));
+        assert!(
+            refused(b"d13:metadata_sizei4294967296ee")
+                .to_string()
+                .contains("metadata_size")
+        );
         let long_v = format!(
             "d1:v{}:{}e",
             MAX_CLIENT_LEN + 1,

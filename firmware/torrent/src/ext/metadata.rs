@@ -35,8 +35,6 @@ pub const MAX_METADATA_SIZE: u32 = 16 << 20;
 /// another peer.
 pub const METADATA_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Pieces of the largest metadata: the bound on `piece`.
-const MAX_PIECES: u32 = MAX_METADATA_SIZE.div_ceil(METADATA_PIECE_LEN as u32);
 /// The dictionary of a message is three small integers; this leaves room
 /// for keys we ignore without letting them grow the message much.
 const MAX_DICT_LEN: usize = 512;
@@ -86,7 +84,10 @@ impl<'a> MetadataMessage<'a> {
             return Ok(MetadataMessage::Unknown { msg_type });
         }
         let piece = int_field(&d, "piece", WHAT)?.ok_or_else(|| missing("ut_metadata piece"))?;
-        let piece = ranged(piece, 0, i64::from(MAX_PIECES) - 1, "piece", WHAT)?;
+        // Any u32: a request past our metadata is answered with a reject
+        // (serve_metadata), not a disconnect; a data message's piece is
+        // checked against its total_size below.
+        let piece = ranged(piece, 0, i64::from(u32::MAX), "piece", WHAT)?;
         let piece = u32::try_from(piece).map_err(|_| field("ut_metadata piece", "out of range"))?;
         let no_trailing = || {
             if rest.is_empty() {
@@ -470,9 +471,7 @@ mod tests {
         let info = big_v1_info();
         let mut msgs = vec![
             MetadataMessage::Request { piece: 0 },
-            MetadataMessage::Request {
-                piece: MAX_PIECES - 1,
-            },
+            MetadataMessage::Request { piece: u32::MAX },
             MetadataMessage::Reject { piece: 5 },
         ];
         for p in 0..4 {
@@ -557,7 +556,11 @@ mod tests {
             (&b"d5:piecei0ee"[..], "msg_type"),
             (b"d8:msg_typei0ee", "piece"),
             (b"d8:msg_typei0e5:piecei-1ee", "piece"),
-            (b"d8:msg_typei0e5:piecei1024ee", "piece"),
+            (b"d8:msg_typei0e5:piecei4294967296ee", "piece"),
+            (
+                b"d8:msg_typei1e5:piecei1024e10:total_sizei16777216eexx",
+                "piece",
+            ),
             (b"d8:msg_type1:05:piecei0ee", "msg_type"),
             (b"d8:msg_typei1e5:piecei0ee", "total_size"),
             (b"d8:msg_typei1e5:piecei0e10:total_sizei0eexx", "total_size"),
