@@ -351,6 +351,127 @@ mod tests {
         assert!(decode_extended(1, b"d", &LOCAL_IDS).is_err());
     }
 
+    /// One side of a connection, as a driver would hold it.
+    struct Side {
+        local: ExtensionIds,
+        remote: ExtensionIds,
+        inbox: Vec<u8>,
+    }
+
+    /// Frames `payload` for the peer with the id the peer chose for `ext`.
+    fn send(from: &Side, to: &mut Side, ext: Option<Extension>, payload: &[u8]) {
+        let id = match ext {
+            None => HANDSHAKE_ID,
+            Some(e) => from.remote.id(e).expect("peer supports it"),
+        };
+        crate::wire::encode(
+            &crate::wire::Message::Extended { id, payload },
+            &mut to.inbox,
+        );
+    }
+
+    /// Takes every whole frame out of `side.inbox`, owned.
+    fn receive(side: &mut Side) -> Vec<(u8, Vec<u8>)> {
+        let mut got = Vec::new();
+        let mut used = 0;
+        while let Some((msg, n)) =
+            crate::wire::decode(&side.inbox[used..], 1 << 20).expect("well-formed frames")
+        {
+            if let crate::wire::Message::Extended { id, payload } = msg {
+                got.push((id, payload.to_vec()));
+            }
+            used += n;
+        }
+        side.inbox.drain(..used);
+        got
+    }
+
+    #[test]
+    fn magnet_peer_fetches_metadata_from_a_seed_through_wire_frames() {
+        use crate::hash::sha1;
+        use std::time::Instant;
+
+        let info = b"d6:lengthi3e4:name1:x12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+        // The seed numbers extensions like libtorrent; the magnet peer is us.
+        let seed_ids = ExtensionIds {
+            ut_metadata: Some(2),
+            ut_pex: Some(1),
+            swarmsync_release: None,
+        };
+        let mut seed = Side {
+            local: seed_ids,
+            remote: ExtensionIds::default(),
+            inbox: Vec::new(),
+        };
+        let mut magnet = Side {
+            local: LOCAL_IDS,
+            remote: ExtensionIds::default(),
+            inbox: Vec::new(),
+        };
+        let mut hs = Vec::new();
+        ExtHandshake {
+            ids: seed_ids,
+            metadata_size: Some(info.len() as u32),
+            ..ExtHandshake::default()
+        }
+        .encode(&mut hs);
+        send(&seed, &mut magnet, None, &hs);
+        hs.clear();
+        ExtHandshake::ours().encode(&mut hs);
+        send(&magnet, &mut seed, None, &hs);
+
+        // Each side learns the other's ids from the handshake.
+        let mut size = None;
+        for (id, payload) in receive(&mut magnet) {
+            match decode_extended(id, &payload, &magnet.local) {
+                Ok(ExtMessage::Handshake(h)) => {
+                    magnet.remote.update(&h.ids);
+                    size = h.metadata_size;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        for (id, payload) in receive(&mut seed) {
+            match decode_extended(id, &payload, &seed.local) {
+                Ok(ExtMessage::Handshake(h)) => seed.remote.update(&h.ids),
+                other => panic!("{other:?}"),
+            }
+        }
+        let expected = InfoHashes {
+            v1: Some(sha1(info)),
+            v2: None,
+        };
+        let mut asm = MetadataAssembler::new(
+            expected,
+            size.expect("seed sent metadata_size"),
+            crate::metainfo::Limits::default(),
+        )
+        .expect("assembler");
+        let mut out = Vec::new();
+        let piece = asm.next_request(Instant::now()).expect("a piece to ask");
+        MetadataMessage::Request { piece }.encode(&mut out);
+        send(&magnet, &mut seed, Some(Extension::Metadata), &out);
+
+        for (id, payload) in receive(&mut seed) {
+            let Ok(ExtMessage::Metadata(MetadataMessage::Request { piece })) =
+                decode_extended(id, &payload, &seed.local)
+            else {
+                panic!("seed expected a request on id {id}");
+            };
+            out.clear();
+            serve_metadata(info, piece).encode(&mut out);
+            send(&seed, &mut magnet, Some(Extension::Metadata), &out);
+        }
+        let mut done = None;
+        for (id, payload) in receive(&mut magnet) {
+            let Ok(ExtMessage::Metadata(m)) = decode_extended(id, &payload, &magnet.local) else {
+                panic!("magnet peer expected metadata on id {id}");
+            };
+            done = asm.on_message(&m).expect("verifies");
+        }
+        assert_eq!(done.expect("complete").raw, info);
+    }
+
     #[test]
     fn leading_dict_refuses_non_dicts_and_trailing_bytes() {
         assert!(whole_dict(b"li1ee", "x", 100).is_err());
