@@ -316,6 +316,15 @@ mod tests {
     }
 
     #[test]
+    fn unsorted_keys_are_read() {
+        // Not canonical bencode, but clients that build dictionaries by hand
+        // send it, and libtorrent reads it.
+        let hs = ExtHandshake::decode(b"d1:v1:x1:md6:ut_pexi1eee").expect("decode");
+        assert_eq!(hs.ids.id(Extension::Pex), Some(1));
+        assert_eq!(hs.client.as_deref(), Some("x"));
+    }
+
+    #[test]
     fn unknown_fields_and_names_are_ignored() {
         let hs = ExtHandshake::decode(b"d1:md3:fooi999e3:barlee3:zzzd1:ali1eeee").expect("decode");
         assert_eq!(hs, ExtHandshake::default());
