@@ -35,8 +35,8 @@ pub const MAX_METADATA_SIZE: u32 = 16 << 20;
 /// another peer.
 pub const METADATA_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The dictionary of a message is three small integers; this leaves room
-/// for keys we ignore without letting them grow the message much.
+/// Slack for the dictionary in front of a piece: three small integers and
+/// a few keys we ignore, not a second piece's worth.
 const MAX_DICT_LEN: usize = 512;
 const MAX_MESSAGE_LEN: usize = MAX_DICT_LEN + METADATA_PIECE_LEN;
 const WHAT: &str = "ut_metadata";
