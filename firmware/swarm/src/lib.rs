@@ -8,7 +8,9 @@
 
 pub mod engine;
 pub mod error;
+pub mod lsd;
 pub mod storage;
+pub mod tracker;
 pub mod webseed;
 
 pub use error::Error;

@@ -81,6 +81,34 @@ pub fn request(url: &TrackerUrl, req: &AnnounceRequest, user_agent: &str) -> Vec
     .into_bytes()
 }
 
+/// Whether `raw` already holds a whole reply whose end is known from its
+/// framing (`Content-Length`, or the last chunk), so the driver can stop
+/// reading without waiting for the tracker to close the connection. A reply
+/// without either ends at the close; malformed headers count as complete,
+/// so that [`parse_reply`] reports them.
+pub fn is_complete(raw: &[u8]) -> bool {
+    let Some(head_end) = find(raw, b"\r\n\r\n") else {
+        return raw.len() > MAX_HEAD;
+    };
+    let Ok(head) = std::str::from_utf8(&raw[..head_end]) else {
+        return true;
+    };
+    let body = &raw[head_end + 4..];
+    for line in head.split("\r\n").skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            return true;
+        };
+        if name.eq_ignore_ascii_case("content-length") {
+            return value.trim().parse::<usize>().is_ok_and(|n| body.len() >= n)
+                || value.trim().parse::<usize>().is_err();
+        }
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            return dechunk(body, usize::MAX).is_ok();
+        }
+    }
+    false
+}
+
 /// Parses a whole HTTP reply (status line, headers, body) as read until the
 /// tracker closed the connection.
 pub fn parse_reply(raw: &[u8], limits: &Limits) -> Result<AnnounceResponse, Error> {
@@ -492,6 +520,24 @@ mod tests {
         deep.extend(std::iter::repeat_n(b'l', 50));
         deep.extend(std::iter::repeat_n(b'e', 51));
         assert!(matches!(parse_response(&deep, &l), Err(Error::Bencode(_))));
+    }
+
+    #[test]
+    fn completeness() {
+        assert!(!is_complete(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"));
+        assert!(!is_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nab"
+        ));
+        assert!(is_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
+        ));
+        assert!(is_complete(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"));
+        assert!(!is_complete(b"HTTP/1.1 200 OK\r\n\r\nabc"), "ends at close");
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        assert!(is_complete(chunked));
+        assert!(!is_complete(&chunked[..chunked.len() - 3]));
+        assert!(is_complete(b"HTTP/1.1 200 OK\r\nbroken\r\n\r\n"));
+        assert!(is_complete(&[b'x'; MAX_HEAD + 1]));
     }
 
     #[test]

@@ -1,0 +1,261 @@
+//! Local service discovery between two network namespaces joined by a veth
+//! pair, made and deleted by the test (needs root; skipped otherwise).
+//!
+//! Each namespace runs this test binary again (`ip netns exec … <self>
+//! lsd::lsd_node --exact`) as one LSD node: it announces its own infohash
+//! and a shared one, and must hear the other node announce the shared one,
+//! over IPv4 and IPv6, from the other node's address; never its own
+//! announces (multicast loopback delivers them back; the cookie must filter
+//! them out), and never the other node's own infohash, which it does not
+//! want. Node A names its
+//! interface explicitly; node B relies on the routing table (a multicast
+//! route), the default on a board.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use swarm::lsd::{Config, Lsd};
+use torrent::hash::{Sha1, from_hex, to_hex};
+
+const SHARED: Sha1 = [0x5a; 20];
+const NODE_ENV: &str = "SWARMSYNC_LSD_NODE";
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two namespaces and their veth pair; deleted on drop, even after a panic.
+struct Testbed {
+    a: String,
+    b: String,
+}
+
+impl Testbed {
+    fn new() -> Testbed {
+        let pid = std::process::id();
+        let t = Testbed {
+            a: format!("ssync-lsd-{pid}-a"),
+            b: format!("ssync-lsd-{pid}-b"),
+        };
+        ip(&["netns", "add", &t.a]);
+        ip(&["netns", "add", &t.b]);
+        ip(&[
+            "-n", &t.a, "link", "add", "veth0", "type", "veth", "peer", "name", "veth0", "netns",
+            &t.b,
+        ]);
+        for (ns, v4, v6) in [
+            (&t.a, "10.213.0.1/24", "fd53::1/64"),
+            (&t.b, "10.213.0.2/24", "fd53::2/64"),
+        ] {
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+            ip(&["-n", ns, "addr", "add", v4, "dev", "veth0"]);
+            ip(&["-n", ns, "-6", "addr", "add", v6, "dev", "veth0", "nodad"]);
+            ip(&["-n", ns, "link", "set", "veth0", "up"]);
+        }
+        // B has no interface configured in LSD: the kernel routes the group.
+        ip(&["-n", &t.b, "route", "add", "224.0.0.0/4", "dev", "veth0"]);
+        t
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stdin(Stdio::null())
+                .output();
+        }
+    }
+}
+
+fn run_node(
+    ns: &str,
+    own: Sha1,
+    port: u16,
+    peer_port: u16,
+    iface_v4: &str,
+    explicit: bool,
+) -> std::process::Child {
+    let exe = std::env::current_exe().expect("test binary path");
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(exe)
+        .args([
+            "lsd::lsd_node",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(NODE_ENV, "1")
+        .env("LSD_OWN", to_hex(&own))
+        .env("LSD_PEER_PORT", peer_port.to_string())
+        .env("LSD_PORT", port.to_string())
+        .env("LSD_IFACE_V4", iface_v4)
+        .env("LSD_EXPLICIT", if explicit { "1" } else { "0" })
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a node")
+}
+
+fn wait(mut child: std::process::Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !matches!(child.try_wait(), Ok(Some(_))) {
+        let _ = child.kill();
+    }
+    child.wait_with_output().expect("node output")
+}
+
+/// Lines `HEARD <family> <infohash> <addr>` a node printed.
+fn heard(out: &Output) -> BTreeSet<(String, String, String)> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.strip_prefix("HEARD ")?.split(' ');
+            Some((w.next()?.into(), w.next()?.into(), w.next()?.into()))
+        })
+        .collect()
+}
+
+#[test]
+fn lsd_between_two_namespaces() {
+    if !is_root() {
+        eprintln!("skipping lsd_between_two_namespaces: creating network namespaces needs root");
+        return;
+    }
+    let bed = Testbed::new();
+    let (own_a, own_b) = ([0xaa; 20], [0xbb; 20]);
+    let a = run_node(&bed.a, own_a, 7001, 7002, "10.213.0.1", true);
+    let b = run_node(&bed.b, own_b, 7002, 7001, "0.0.0.0", false);
+    let (a, b) = (
+        wait(a, Duration::from_secs(30)),
+        wait(b, Duration::from_secs(30)),
+    );
+    for (name, out) in [("A", &a), ("B", &b)] {
+        assert!(
+            out.status.success(),
+            "node {name} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (ha, hb) = (heard(&a), heard(&b));
+    let shared = to_hex(&SHARED);
+    for (name, got, v4, v6) in [
+        ("A", &ha, "10.213.0.2:7002", "[fd53::2]:7002"),
+        ("B", &hb, "10.213.0.1:7001", "[fd53::1]:7001"),
+    ] {
+        for (family, addr) in [("v4", v4), ("v6", v6)] {
+            assert!(
+                got.contains(&(family.into(), shared.clone(), addr.into())),
+                "{name} did not hear the shared hash over {family} from {addr}: {got:?}"
+            );
+        }
+    }
+    drop(bed);
+}
+
+/// One LSD node, run by [`lsd_between_two_namespaces`] inside a namespace;
+/// without its environment variable it does nothing.
+#[test]
+fn lsd_node() {
+    if std::env::var_os(NODE_ENV).is_none() {
+        return;
+    }
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
+    let own: Sha1 = from_hex(&var("LSD_OWN")).expect("LSD_OWN");
+    let peer_port: u16 = var("LSD_PEER_PORT").parse().expect("LSD_PEER_PORT");
+    let port: u16 = var("LSD_PORT").parse().expect("LSD_PORT");
+    let iface_v4: Ipv4Addr = var("LSD_IFACE_V4").parse().expect("LSD_IFACE_V4");
+    let explicit = var("LSD_EXPLICIT") == "1";
+    let index: u32 = if explicit {
+        std::fs::read_to_string("/sys/class/net/veth0/ifindex")
+            .expect("veth0 ifindex")
+            .trim()
+            .parse()
+            .expect("ifindex")
+    } else {
+        0
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let mut lsd = Lsd::bind(Config {
+            interval: Duration::from_millis(200),
+            interface_v4: Some(iface_v4),
+            interface_v6: Some(index),
+            ..Config::new(port)
+        })
+        .expect("bind LSD");
+        assert_eq!(lsd.families(), (true, true), "IPv4 and IPv6 up");
+        // The peer also announces its own hash, which we do not want: it
+        // must not show up.
+        lsd.set_infohashes([own, SHARED]);
+        let want: BTreeSet<bool> = [false, true].into();
+        let mut got = BTreeSet::new();
+        let start = Instant::now();
+        // Keep listening for a while after hearing everything, so our own
+        // looped-back announces (several intervals' worth) are seen too.
+        let deadline = start + Duration::from_secs(20);
+        let mut done_at = None;
+        while Instant::now() < deadline && done_at.is_none_or(|t| Instant::now() < t) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(next) = tokio::time::timeout(left.min(Duration::from_secs(1)), lsd.next()).await
+            else {
+                continue;
+            };
+            let p = next.expect("LSD receive");
+            let v6 = matches!(p.addr.ip(), IpAddr::V6(_));
+            println!(
+                "HEARD {} {} {}",
+                if v6 { "v6" } else { "v4" },
+                to_hex(&p.info_hash),
+                p.addr
+            );
+            assert_ne!(p.addr.port(), port, "heard our own announce: {p:?}");
+            assert_eq!(p.addr.port(), peer_port, "{p:?}");
+            assert_eq!(
+                p.info_hash, SHARED,
+                "only the shared hash is wanted and announced: {p:?}"
+            );
+            got.insert(v6);
+            if done_at.is_none() && want.is_subset(&got) {
+                done_at = Some(Instant::now() + Duration::from_secs(1));
+            }
+        }
+        assert!(want.is_subset(&got), "heard only {got:?}");
+    });
+}
