@@ -46,8 +46,8 @@ done
 run fill --engine redb --records "$records" --cache-mib 4 --quick-repair
 run fill --engine redb --records "$records" --cache-mib 4 --batch 1024
 
-run crash --engine redb --prefill "$records" --kills "$kills"
-run crash --engine redb --prefill "$records" --kills "$kills" --quick-repair
+run crash --engine redb --prefill "$records" --kills "$kills" --cache-mib 4
+run crash --engine redb --prefill "$records" --kills "$kills" --cache-mib 4 --quick-repair
 run crash --engine sled --prefill "$records" --kills "$kills"
 
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
