@@ -55,7 +55,18 @@ async fn lossy_udp_tracker(
     drop_announces: usize,
     error_reply: bool,
 ) -> (SocketAddr, Arc<Counts>) {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    udp_tracker_on("127.0.0.1:0", drop_connects, drop_announces, error_reply).await
+}
+
+/// [`lossy_udp_tracker`] on `bind`; over IPv6 it answers with an 18-byte
+/// peer entry ([::1]:6881), as BEP 15 says.
+async fn udp_tracker_on(
+    bind: &str,
+    drop_connects: usize,
+    drop_announces: usize,
+    error_reply: bool,
+) -> (SocketAddr, Arc<Counts>) {
+    let socket = UdpSocket::bind(bind).await.expect("bind");
     let addr = socket.local_addr().expect("address");
     let counts = Arc::new(Counts::default());
     let c = counts.clone();
@@ -91,7 +102,14 @@ async fn lossy_udp_tracker(
                 for v in [900u32, 1, 2] {
                     reply.extend_from_slice(&v.to_be_bytes());
                 }
-                reply.extend_from_slice(&[10, 1, 2, 3, 0x1a, 0xe1]);
+                if addr.is_ipv6() {
+                    let mut peer = [0u8; 18];
+                    peer[15] = 1;
+                    peer[16..].copy_from_slice(&6881u16.to_be_bytes());
+                    reply.extend_from_slice(&peer);
+                } else {
+                    reply.extend_from_slice(&[10, 1, 2, 3, 0x1a, 0xe1]);
+                }
             } else {
                 continue;
             }
@@ -125,6 +143,19 @@ async fn udp_retransmits_after_loss_then_reuses_the_connection_id() {
     c.announce(&url, &request()).await.expect("second announce");
     assert_eq!(counts.connects.load(Ordering::SeqCst), 2);
     assert_eq!(counts.announces.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn udp_over_ipv6_reads_18_byte_peers() {
+    let (addr, _) = udp_tracker_on("[::1]:0", 0, 0, false).await;
+    let r = client(50, 3)
+        .announce(&format!("udp://{addr}"), &request())
+        .await
+        .expect("announce over IPv6");
+    assert_eq!(
+        r.peers,
+        vec!["[::1]:6881".parse::<SocketAddr>().expect("addr")]
+    );
 }
 
 #[tokio::test]
