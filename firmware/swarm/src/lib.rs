@@ -6,6 +6,7 @@
 //! trackers (HTTP, UDP), local service discovery, web seeds.
 #![forbid(unsafe_code)]
 
+pub mod announcer;
 pub mod engine;
 pub mod error;
 pub mod lsd;

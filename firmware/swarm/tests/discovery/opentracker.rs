@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use swarm::announcer::{Announcer, AnnouncerConfig, Transfer};
 use swarm::tracker::{Client, Config, Event, Problem, Request};
+use tokio::sync::{mpsc, watch};
 use torrent::tracker::TrackerError;
 use torrent::tracker::udp::Timing;
 
@@ -267,4 +271,90 @@ async fn refusal_names_the_reason() {
         "{msg}"
     );
     assert!(msg.contains("not authorized"), "{msg}");
+}
+
+/// Waits until `rx` yields `want`, for at most 10 s.
+async fn hears(rx: &mut mpsc::Receiver<SocketAddr>, want: SocketAddr) {
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(p) = rx.recv().await {
+            if p == want {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "never heard of {want}");
+}
+
+#[tokio::test]
+async fn announcers_find_each_other_complete_and_stop() {
+    const HASH: [u8; 20] = [0x44; 20];
+    let t = OpenTracker::start(&[HASH]);
+    let client = Arc::new(client());
+    let config = |id: u8, port: u16| {
+        let mut peer_id = [b'x'; 20];
+        peer_id[0] = id;
+        AnnouncerConfig {
+            // Both trackers of the torrent: the same opentracker over both
+            // protocols.
+            min_interval: Duration::from_millis(100),
+            max_interval: Duration::from_millis(300),
+            retry: Duration::from_millis(100),
+            ..AnnouncerConfig::new(vec![t.http_url(), t.udp_url()], HASH, peer_id, port)
+        }
+    };
+    let a_addr: SocketAddr = ([127, 0, 0, 1], 41001).into();
+    let b_addr: SocketAddr = ([127, 0, 0, 1], 41002).into();
+    let leeching = Transfer {
+        left: 1000,
+        ..Transfer::default()
+    };
+    let (a_progress, a_transfer) = watch::channel(leeching);
+    let (b_progress, b_transfer) = watch::channel(leeching);
+    let (a_tx, mut a_rx) = mpsc::channel(64);
+    let (b_tx, mut b_rx) = mpsc::channel(64);
+    let a = Announcer::start(
+        client.clone(),
+        config(b'a', a_addr.port()),
+        a_transfer,
+        a_tx,
+    );
+    let b = Announcer::start(
+        client.clone(),
+        config(b'b', b_addr.port()),
+        b_transfer,
+        b_tx,
+    );
+    hears(&mut b_rx, a_addr).await;
+    hears(&mut a_rx, b_addr).await;
+
+    // A finishes: the tracker counts a seed.
+    a_progress.send_replace(Transfer {
+        downloaded: 1000,
+        left: 0,
+        uploaded: 0,
+    });
+    let probe = request(HASH, b'p', 41003, Event::Stopped);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = client.announce(&t.http_url(), &probe).await.expect("probe");
+        if r.seeders == Some(1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A never counted as a seed: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A stops: it leaves the tracker's list.
+    tokio::time::timeout(Duration::from_secs(10), a.stop())
+        .await
+        .expect("stop within its bound");
+    let r = client.announce(&t.http_url(), &probe).await.expect("probe");
+    assert_eq!((r.seeders, r.leechers), (Some(0), Some(1)), "{r:?}");
+    b.stop().await;
+    drop(b_progress);
 }
