@@ -7,8 +7,8 @@
 //! use: an announce is one small request and one small reply per interval,
 //! with `Connection: close`, so keep-alive pools buy nothing, and the reply
 //! framing lives in the sans-IO crate where it is fuzzed. `https://`
-//! trackers are refused for now ([`Problem::Unsupported`]); they can reuse the
-//! web seeds' rustls connector when a channel needs one.
+//! trackers run the same exchange over rustls (ring provider, webpki roots
+//! plus [`Config::extra_roots`], as the web seeds do).
 //!
 //! UDP announces run [`torrent::tracker::udp::UdpAnnounce`] against a
 //! connected socket. The connection id a tracker hands out is cached per
@@ -21,10 +21,10 @@ use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use torrent::tracker::{Limits, Scheme, TrackerUrl, http, udp};
 
@@ -49,9 +49,9 @@ pub enum Problem {
     /// An HTTP tracker did not answer in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    /// A scheme this client does not announce to yet.
-    #[error("{0} trackers are not supported yet")]
-    Unsupported(&'static str),
+    /// The TLS setup or handshake of an `https://` tracker failed.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> Problem {
@@ -69,6 +69,9 @@ pub struct Config {
     pub limits: Limits,
     /// The `User-Agent` of HTTP announces.
     pub user_agent: String,
+    /// Extra trusted root certificates (DER) for `https://` trackers with a
+    /// private CA; the webpki (Mozilla) roots are always trusted.
+    pub extra_roots: Vec<Vec<u8>>,
 }
 
 impl Default for Config {
@@ -78,6 +81,7 @@ impl Default for Config {
             udp: udp::Timing::default(),
             limits: Limits::default(),
             user_agent: concat!("swarmsync/", env!("CARGO_PKG_VERSION")).to_owned(),
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -85,14 +89,24 @@ impl Default for Config {
 /// Most UDP connection ids kept; beyond this the oldest are dropped.
 const MAX_CACHED_IDS: usize = 256;
 
-/// A tracker client: its configuration and the UDP connection-id cache.
-/// Cheap to share behind an `Arc`; every method takes `&self`.
-#[derive(Debug, Default)]
+/// A tracker client: its configuration, the UDP connection-id cache and
+/// the TLS setup. Share it behind an `Arc`; every method takes `&self`.
+#[derive(Default)]
 pub struct Client {
     config: Config,
     /// Tracker address → (connection id, when it was received). A std mutex:
     /// it is never held across an await.
     udp_ids: Mutex<HashMap<SocketAddr, (u64, Instant)>>,
+    /// Built on the first `https://` announce.
+    tls: OnceLock<Result<tokio_rustls::TlsConnector, String>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Announces with a process-wide [`Client`] of default [`Config`].
@@ -109,6 +123,7 @@ impl Client {
         Self {
             config,
             udp_ids: Mutex::new(HashMap::new()),
+            tls: OnceLock::new(),
         }
     }
 
@@ -129,9 +144,8 @@ impl Client {
     async fn announce_inner(&self, url: &str, request: &Request) -> Result<Response, Problem> {
         let parsed = TrackerUrl::parse(url).map_err(torrent::Error::from)?;
         match parsed.scheme {
-            Scheme::Http => self.announce_http(&parsed, request).await,
+            Scheme::Http | Scheme::Https => self.announce_http(&parsed, request).await,
             Scheme::Udp => self.announce_udp(&parsed, request).await,
-            Scheme::Https => Err(Problem::Unsupported("https://")),
         }
     }
 
@@ -142,31 +156,83 @@ impl Client {
     ) -> Result<Response, Problem> {
         let limit = self.config.http_timeout;
         let exchange = async {
-            let mut stream = TcpStream::connect((url.host.as_str(), url.port))
+            let tcp = TcpStream::connect((url.host.as_str(), url.port))
                 .await
                 .map_err(io("connect"))?;
-            let req = http::request(url, request, &self.config.user_agent);
-            stream.write_all(&req).await.map_err(io("send"))?;
-            // Headers, the body, and slack for chunk framing; one byte more
-            // than that makes the parser report the reply as too large.
-            let max = http::MAX_HEAD + self.config.limits.max_message * 2 + 1024;
-            let mut reply = Vec::with_capacity(4096);
-            let mut chunk = [0u8; 8192];
-            loop {
-                let n = stream.read(&mut chunk).await.map_err(io("receive"))?;
-                if n == 0 {
-                    break;
-                }
-                reply.extend_from_slice(&chunk[..n]);
-                if reply.len() > max || http::is_complete(&reply) {
-                    break;
-                }
+            let _ = tcp.set_nodelay(true);
+            if url.scheme == Scheme::Https {
+                let connector = self.tls_connector()?;
+                let name = rustls::pki_types::ServerName::try_from(url.host.clone())
+                    .map_err(|e| Problem::Tls(format!("server name {}: {e}", url.host)))?;
+                let tls = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| Problem::Tls(e.to_string()))?;
+                self.http_exchange(tls, url, request).await
+            } else {
+                self.http_exchange(tcp, url, request).await
             }
-            Ok::<_, Problem>(http::parse_reply(&reply, &self.config.limits)?)
         };
         tokio::time::timeout(limit, exchange)
             .await
             .map_err(|_| Problem::Timeout(limit))?
+    }
+
+    /// Sends the GET and reads the reply until its framing says it is
+    /// whole, the tracker closes, or more than the limits allow arrived.
+    async fn http_exchange(
+        &self,
+        mut stream: impl AsyncRead + AsyncWrite + Unpin,
+        url: &TrackerUrl,
+        request: &Request,
+    ) -> Result<Response, Problem> {
+        let req = http::request(url, request, &self.config.user_agent);
+        stream.write_all(&req).await.map_err(io("send"))?;
+        stream.flush().await.map_err(io("send"))?;
+        // Headers, the body, and slack for chunk framing; one byte more than
+        // that makes the parser report the reply as too large.
+        let max = http::MAX_HEAD + self.config.limits.max_message * 2 + 1024;
+        let mut reply = Vec::with_capacity(4096);
+        let mut chunk = [0u8; 8192];
+        loop {
+            let n = match stream.read(&mut chunk).await {
+                Ok(n) => n,
+                // A TLS peer that closes without close_notify: what was read
+                // is judged by its framing like a plain close.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+                Err(e) => return Err(io("receive")(e)),
+            };
+            if n == 0 {
+                break;
+            }
+            reply.extend_from_slice(&chunk[..n]);
+            if reply.len() > max || http::is_complete(&reply) {
+                break;
+            }
+        }
+        Ok(http::parse_reply(&reply, &self.config.limits)?)
+    }
+
+    fn tls_connector(&self) -> Result<tokio_rustls::TlsConnector, Problem> {
+        self.tls
+            .get_or_init(|| {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                for (i, der) in self.config.extra_roots.iter().enumerate() {
+                    roots
+                        .add(rustls::pki_types::CertificateDer::from(der.clone()))
+                        .map_err(|e| format!("extra root {i}: {e}"))?;
+                }
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| e.to_string())?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+            })
+            .clone()
+            .map_err(Problem::Tls)
     }
 
     async fn announce_udp(&self, url: &TrackerUrl, request: &Request) -> Result<Response, Problem> {
@@ -302,7 +368,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn refuses_https_and_bad_urls() {
+    async fn refuses_bad_urls() {
         let r = Request {
             info_hash: [0; 20],
             peer_id: [0; 20],
@@ -314,16 +380,6 @@ mod tests {
             numwant: None,
             key: 0,
         };
-        let e = announce("https://127.0.0.1/announce", &r)
-            .await
-            .unwrap_err();
-        assert!(matches!(
-            e,
-            Error::Tracker {
-                problem: Problem::Unsupported(_),
-                ..
-            }
-        ));
         let e = announce("udp://127.0.0.1/announce", &r).await.unwrap_err();
         assert!(
             e.to_string()

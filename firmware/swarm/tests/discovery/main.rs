@@ -5,6 +5,7 @@
 //! Every socket is on 127.0.0.1 or inside namespaces this binary creates
 //! and deletes; every wait is bounded.
 
+mod https;
 mod lsd;
 mod opentracker;
 mod tracker_faults;
