@@ -9,7 +9,8 @@
 //! them out), and never the other node's own infohash, which it does not
 //! want. Node A names its
 //! interface explicitly; node B relies on the routing table (a multicast
-//! route), the default on a board.
+//! route), the default on a board. A second test runs two nodes in one
+//! namespace that has nothing but loopback.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -47,10 +48,31 @@ fn ip(args: &[&str]) {
     );
 }
 
-/// Two namespaces and their veth pair; deleted on drop, even after a panic.
+/// Namespaces made by a test; deleted on drop, even after a panic.
 struct Testbed {
     a: String,
     b: String,
+}
+
+/// One namespace with only its loopback interface up.
+struct LoopbackOnly(String);
+
+impl LoopbackOnly {
+    fn new() -> LoopbackOnly {
+        let ns = LoopbackOnly(format!("ssync-lsd-{}-lo", std::process::id()));
+        ip(&["netns", "add", &ns.0]);
+        ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
+        ns
+    }
+}
+
+impl Drop for LoopbackOnly {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .stdin(Stdio::null())
+            .output();
+    }
 }
 
 impl Testbed {
@@ -99,6 +121,7 @@ fn run_node(
     peer_port: u16,
     iface_v4: &str,
     explicit: bool,
+    v6: bool,
 ) -> std::process::Child {
     let exe = std::env::current_exe().expect("test binary path");
     Command::new("ip")
@@ -116,6 +139,7 @@ fn run_node(
         .env("LSD_PORT", port.to_string())
         .env("LSD_IFACE_V4", iface_v4)
         .env("LSD_EXPLICIT", if explicit { "1" } else { "0" })
+        .env("LSD_V6", if v6 { "1" } else { "0" })
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -156,8 +180,8 @@ fn lsd_between_two_namespaces() {
     }
     let bed = Testbed::new();
     let (own_a, own_b) = ([0xaa; 20], [0xbb; 20]);
-    let a = run_node(&bed.a, own_a, 7001, 7002, "10.213.0.1", true);
-    let b = run_node(&bed.b, own_b, 7002, 7001, "0.0.0.0", false);
+    let a = run_node(&bed.a, own_a, 7001, 7002, "10.213.0.1", true, true);
+    let b = run_node(&bed.b, own_b, 7002, 7001, "0.0.0.0", false, true);
     let (a, b) = (
         wait(a, Duration::from_secs(30)),
         wait(b, Duration::from_secs(30)),
@@ -186,6 +210,40 @@ fn lsd_between_two_namespaces() {
     drop(bed);
 }
 
+/// Several nodes in one namespace (how an end-to-end test can run a swarm
+/// on one machine): no LAN interface at all, the group reached through
+/// loopback with the interface set to 127.0.0.1, IPv4 only.
+#[test]
+fn lsd_within_one_namespace_over_loopback() {
+    if !is_root() {
+        eprintln!(
+            "skipping lsd_within_one_namespace_over_loopback: creating network namespaces needs root"
+        );
+        return;
+    }
+    let ns = LoopbackOnly::new();
+    let a = run_node(&ns.0, [0xaa; 20], 7101, 7102, "127.0.0.1", true, false);
+    let b = run_node(&ns.0, [0xbb; 20], 7102, 7101, "127.0.0.1", true, false);
+    let (a, b) = (
+        wait(a, Duration::from_secs(30)),
+        wait(b, Duration::from_secs(30)),
+    );
+    for (name, out, from) in [("A", &a, "127.0.0.1:7102"), ("B", &b, "127.0.0.1:7101")] {
+        assert!(
+            out.status.success(),
+            "node {name} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            heard(out).contains(&("v4".into(), to_hex(&SHARED), from.into())),
+            "{name} did not hear {from}: {:?}",
+            heard(out)
+        );
+    }
+    drop(ns);
+}
+
 /// One LSD node, run by [`lsd_between_two_namespaces`] inside a namespace;
 /// without its environment variable it does nothing.
 #[test]
@@ -199,7 +257,8 @@ fn lsd_node() {
     let port: u16 = var("LSD_PORT").parse().expect("LSD_PORT");
     let iface_v4: Ipv4Addr = var("LSD_IFACE_V4").parse().expect("LSD_IFACE_V4");
     let explicit = var("LSD_EXPLICIT") == "1";
-    let index: u32 = if explicit {
+    let with_v6 = var("LSD_V6") == "1";
+    let index: u32 = if explicit && with_v6 {
         std::fs::read_to_string("/sys/class/net/veth0/ifindex")
             .expect("veth0 ifindex")
             .trim()
@@ -216,15 +275,19 @@ fn lsd_node() {
         let mut lsd = Lsd::bind(Config {
             interval: Duration::from_millis(200),
             interface_v4: Some(iface_v4),
-            interface_v6: Some(index),
+            interface_v6: with_v6.then_some(index),
             ..Config::new(port)
         })
         .expect("bind LSD");
-        assert_eq!(lsd.families(), (true, true), "IPv4 and IPv6 up");
+        assert_eq!(lsd.families(), (true, with_v6), "the families asked for");
         // The peer also announces its own hash, which we do not want: it
         // must not show up.
         lsd.set_infohashes([own, SHARED]);
-        let want: BTreeSet<bool> = [false, true].into();
+        let want: BTreeSet<bool> = if with_v6 {
+            [false, true].into()
+        } else {
+            [false].into()
+        };
         let mut got = BTreeSet::new();
         let start = Instant::now();
         // Keep listening for a while after hearing everything, so our own
