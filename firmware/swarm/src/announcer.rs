@@ -191,7 +191,8 @@ async fn tracker_task(
                     .min(config.max_interval)
             }
         };
-        let deadline = Instant::now() + wait;
+        // Never spin, whatever the configuration says.
+        let deadline = Instant::now() + wait.max(Duration::from_millis(50));
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => break,

@@ -167,7 +167,9 @@ impl Lsd {
             }
             if Instant::now() >= self.next_announce {
                 self.announce().await;
-                self.next_announce = Instant::now() + self.config.interval;
+                // Never spin, whatever the configuration says.
+                self.next_announce =
+                    Instant::now() + self.config.interval.max(Duration::from_millis(50));
             }
             let Lsd {
                 v4,
