@@ -201,6 +201,23 @@ impl Lsd {
         }
     }
 
+    /// Runs [`Self::next`] until `peers` is closed (`Ok`) or receiving
+    /// fails, handing every heard peer to `peers`; when the channel is full
+    /// the peer is dropped (it announces again next interval). For drivers
+    /// that take peers from a channel rather than polling `next` themselves.
+    pub async fn forward(mut self, peers: tokio::sync::mpsc::Sender<Peer>) -> Result<(), Error> {
+        use tokio::sync::mpsc::error::TrySendError;
+        loop {
+            tokio::select! {
+                () = peers.closed() => return Ok(()),
+                heard = self.next() => match peers.try_send(heard?) {
+                    Ok(()) | Err(TrySendError::Full(_)) => {}
+                    Err(TrySendError::Closed(_)) => return Ok(()),
+                },
+            }
+        }
+    }
+
     fn heard(&mut self, datagram: &[u8], from: SocketAddr) {
         let message = match lsd::parse(datagram) {
             Ok(m) => m,

@@ -114,15 +114,30 @@ impl Drop for Testbed {
     }
 }
 
-fn run_node(
-    ns: &str,
+/// How one node runs.
+struct Node {
     own: Sha1,
     port: u16,
     peer_port: u16,
-    iface_v4: &str,
+    /// The IPv4 interface address given to LSD.
+    iface_v4: &'static str,
+    /// Give LSD the IPv6 interface index (else 0: the routing table).
     explicit: bool,
     v6: bool,
-) -> std::process::Child {
+    /// Take peers through `Lsd::forward` instead of `Lsd::next`.
+    forward: bool,
+}
+
+fn run_node(ns: &str, node: Node) -> std::process::Child {
+    let Node {
+        own,
+        port,
+        peer_port,
+        iface_v4,
+        explicit,
+        v6,
+        forward,
+    } = node;
     let exe = std::env::current_exe().expect("test binary path");
     Command::new("ip")
         .args(["netns", "exec", ns])
@@ -140,6 +155,7 @@ fn run_node(
         .env("LSD_IFACE_V4", iface_v4)
         .env("LSD_EXPLICIT", if explicit { "1" } else { "0" })
         .env("LSD_V6", if v6 { "1" } else { "0" })
+        .env("LSD_FORWARD", if forward { "1" } else { "0" })
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -180,8 +196,17 @@ fn lsd_between_two_namespaces() {
     }
     let bed = Testbed::new();
     let (own_a, own_b) = ([0xaa; 20], [0xbb; 20]);
-    let a = run_node(&bed.a, own_a, 7001, 7002, "10.213.0.1", true, true);
-    let b = run_node(&bed.b, own_b, 7002, 7001, "0.0.0.0", false, true);
+    let node = |own, port, peer_port, iface_v4, explicit| Node {
+        own,
+        port,
+        peer_port,
+        iface_v4,
+        explicit,
+        v6: true,
+        forward: false,
+    };
+    let a = run_node(&bed.a, node(own_a, 7001, 7002, "10.213.0.1", true));
+    let b = run_node(&bed.b, node(own_b, 7002, 7001, "0.0.0.0", false));
     let (a, b) = (
         wait(a, Duration::from_secs(30)),
         wait(b, Duration::from_secs(30)),
@@ -222,8 +247,18 @@ fn lsd_within_one_namespace_over_loopback() {
         return;
     }
     let ns = LoopbackOnly::new();
-    let a = run_node(&ns.0, [0xaa; 20], 7101, 7102, "127.0.0.1", true, false);
-    let b = run_node(&ns.0, [0xbb; 20], 7102, 7101, "127.0.0.1", true, false);
+    let node = |own, port, peer_port, forward| Node {
+        own,
+        port,
+        peer_port,
+        iface_v4: "127.0.0.1",
+        explicit: true,
+        v6: false,
+        forward,
+    };
+    let a = run_node(&ns.0, node([0xaa; 20], 7101, 7102, false));
+    // B takes its peers through `Lsd::forward`.
+    let b = run_node(&ns.0, node([0xbb; 20], 7102, 7101, true));
     let (a, b) = (
         wait(a, Duration::from_secs(30)),
         wait(b, Duration::from_secs(30)),
@@ -258,6 +293,7 @@ fn lsd_node() {
     let iface_v4: Ipv4Addr = var("LSD_IFACE_V4").parse().expect("LSD_IFACE_V4");
     let explicit = var("LSD_EXPLICIT") == "1";
     let with_v6 = var("LSD_V6") == "1";
+    let forward = var("LSD_FORWARD") == "1";
     let index: u32 = if explicit && with_v6 {
         std::fs::read_to_string("/sys/class/net/veth0/ifindex")
             .expect("veth0 ifindex")
@@ -283,6 +319,12 @@ fn lsd_node() {
         // The peer also announces its own hash, which we do not want: it
         // must not show up.
         lsd.set_infohashes([own, SHARED]);
+        // Either poll `next` here or let `forward` feed a channel.
+        let (tx, mut forwarded) = tokio::sync::mpsc::channel(16);
+        let mut lsd = Some(lsd);
+        if forward && let Some(lsd) = lsd.take() {
+            tokio::spawn(lsd.forward(tx));
+        }
         let want: BTreeSet<bool> = if with_v6 {
             [false, true].into()
         } else {
@@ -296,11 +338,17 @@ fn lsd_node() {
         let mut done_at = None;
         while Instant::now() < deadline && done_at.is_none_or(|t| Instant::now() < t) {
             let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(next) = tokio::time::timeout(left.min(Duration::from_secs(1)), lsd.next()).await
-            else {
-                continue;
+            let wait = left.min(Duration::from_secs(1));
+            let p = match lsd.as_mut() {
+                Some(lsd) => match tokio::time::timeout(wait, lsd.next()).await {
+                    Ok(next) => next.expect("LSD receive"),
+                    Err(_) => continue,
+                },
+                None => match tokio::time::timeout(wait, forwarded.recv()).await {
+                    Ok(next) => next.expect("forwarding ended"),
+                    Err(_) => continue,
+                },
             };
-            let p = next.expect("LSD receive");
             let v6 = matches!(p.addr.ip(), IpAddr::V6(_));
             println!(
                 "HEARD {} {} {}",

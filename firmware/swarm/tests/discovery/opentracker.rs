@@ -47,6 +47,11 @@ impl OpenTracker {
     /// Starts opentracker accepting only `whitelist` (Debian builds it in
     /// whitelist mode).
     pub fn start(whitelist: &[[u8; 20]]) -> OpenTracker {
+        // One start at a time: between `free_port` and opentracker binding
+        // it, a parallel test could pick the same port, and the two
+        // trackers would share it (opentracker sets SO_REUSEPORT).
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         let bin = find_opentracker();
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("temporary directory");
