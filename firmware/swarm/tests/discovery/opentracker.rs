@@ -276,6 +276,14 @@ async fn refusal_names_the_reason() {
         "{msg}"
     );
     assert!(msg.contains("not authorized"), "{msg}");
+
+    // Over UDP opentracker sends only the header of an announce response.
+    let e = c
+        .announce(&t.udp_url(), &request(NOT_LISTED, 1, 40003, Event::Started))
+        .await
+        .expect_err("a hash off the whitelist is refused over UDP too");
+    let msg = e.to_string();
+    assert!(msg.contains("do not track"), "{msg}");
 }
 
 /// Waits until `rx` yields `want`, for at most 10 s.

@@ -138,7 +138,15 @@ pub fn parse_packet(buf: &[u8], ipv6: bool, limits: &Limits) -> Result<Packet, T
         }
         ANNOUNCE => {
             if buf.len() < 20 {
-                return Err(malformed("UDP announce response", "shorter than 20 bytes"));
+                // opentracker answers so (the bare header) for a torrent
+                // that is not on its whitelist.
+                return Err(malformed(
+                    "UDP announce response",
+                    format!(
+                        "{} bytes, shorter than 20 (trackers answer so for a torrent they do not track)",
+                        buf.len()
+                    ),
+                ));
             }
             let mut response = AnnounceResponse {
                 interval: Duration::from_secs(be32(buf, 8).into()),
