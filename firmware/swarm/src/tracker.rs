@@ -8,7 +8,9 @@
 //! with `Connection: close`, so keep-alive pools buy nothing, and the reply
 //! framing lives in the sans-IO crate where it is fuzzed. `https://`
 //! trackers run the same exchange over rustls (ring provider, webpki roots
-//! plus [`Config::extra_roots`], as the web seeds do).
+//! plus [`Config::extra_roots`], as the web seeds do). Redirects are not
+//! followed: a tracker that answers 3xx gets a [`Problem::Protocol`] error
+//! naming the status.
 //!
 //! UDP announces run [`torrent::tracker::udp::UdpAnnounce`] against a
 //! connected socket. The connection id a tracker hands out is cached per
@@ -131,7 +133,8 @@ impl Client {
         &self.config
     }
 
-    /// Announces `request` to the tracker at `url` (`http://` or `udp://`).
+    /// Announces `request` to the tracker at `url` (`http://`, `https://` or
+    /// `udp://`).
     pub async fn announce(&self, url: &str, request: &Request) -> Result<Response, Error> {
         self.announce_inner(url, request)
             .await
@@ -334,7 +337,8 @@ pub(crate) fn random_u64() -> u64 {
     h.finish()
 }
 
-/// See [`random_u64`].
+/// An unpredictable 32-bit value (transaction ids, announce keys): keyed
+/// SipHash over a counter, keys from the OS's random source.
 pub fn random_u32() -> u32 {
     (random_u64() >> 32) as u32
 }
