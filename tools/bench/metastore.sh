@@ -49,6 +49,9 @@ run fill --engine redb --records "$records" --cache-mib 4 --batch 1024
 run crash --engine redb --prefill "$records" --kills "$kills" --cache-mib 4
 run crash --engine redb --prefill "$records" --kills "$kills" --cache-mib 4 --quick-repair
 run crash --engine sled --prefill "$records" --kills "$kills"
+# Negative controls: commits reported but never made durable must show up as lost.
+run crash --engine redb --prefill 100000 --kills 10 --cache-mib 4 --no-sync
+run crash --engine sled --prefill 100000 --kills 10 --no-sync
 
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 

@@ -44,6 +44,9 @@ pub struct Options {
     pub quick_repair: bool,
     /// Write only the piece records and the meta record, no per-file bitmaps.
     pub no_progress: bool,
+    /// Negative control for the crash test: report commits without making
+    /// them durable (redb `Durability::None`, sled without `flush()`).
+    pub no_sync: bool,
 }
 
 /// Where an engine keeps its data inside the benchmark directory.
@@ -132,6 +135,7 @@ pub struct RedbIndex {
     db: redb::Database,
     quick_repair: bool,
     no_progress: bool,
+    no_sync: bool,
     repaired: bool,
 }
 
@@ -149,6 +153,7 @@ impl RedbIndex {
             db,
             quick_repair: opts.quick_repair,
             no_progress: opts.no_progress,
+            no_sync: opts.no_sync,
             repaired: flag.load(Ordering::Relaxed),
         })
     }
@@ -167,7 +172,11 @@ impl Engine for RedbIndex {
 
     fn commit(&mut self, batch: u64, records: &[Record]) -> Result<()> {
         let mut tx = self.db.begin_write()?;
-        tx.set_durability(Durability::Immediate)?;
+        tx.set_durability(if self.no_sync {
+            Durability::None
+        } else {
+            Durability::Immediate
+        })?;
         if self.quick_repair {
             tx.set_quick_repair(true);
         }
@@ -235,6 +244,7 @@ pub struct SledIndex {
     files: sled::Tree,
     meta: sled::Tree,
     no_progress: bool,
+    no_sync: bool,
 }
 
 impl SledIndex {
@@ -253,6 +263,7 @@ impl SledIndex {
             files,
             meta,
             no_progress: opts.no_progress,
+            no_sync: opts.no_sync,
         })
     }
 }
@@ -299,7 +310,9 @@ impl Engine for SledIndex {
             .map_err(|e| format!("sled transaction: {e:?}"))?;
         // sled makes writes durable only on flush (or every 500 ms in the
         // background): flush before the commit is reported.
-        self.db.flush()?;
+        if !self.no_sync {
+            self.db.flush()?;
+        }
         Ok(())
     }
 
