@@ -6,10 +6,11 @@ not in the pyenv python that comes first on PATH). Every subcommand prints
 `key: value` lines on stdout and exits non-zero with one `lt.py: ...` line on
 stderr when something is wrong.
 
-  create DIR OUT (--v1|--v2|--hybrid) [--piece-size N]
+  create DIR OUT (--v1|--v2|--hybrid) [--piece-size N] [--symlinks]
       libtorrent's create_torrent + set_piece_hashes of DIR (named after its
       last component); prints v1:/v2: infohashes and `seconds:` (time spent
       in add_files + set_piece_hashes + generate + write, inside this process).
+      --symlinks stores symlinks (libtorrent's default follows them).
   info FILE
       loads FILE as libtorrent's torrent_info; prints v1:/v2: infohashes,
       name, piece length, pieces, files (pad files excluded) and `size path` lines.
@@ -60,7 +61,11 @@ def cmd_create(a):
         die("%s does not exist" % src)
     start = time.perf_counter()
     fs = lt.file_storage()
-    lt.add_files(fs, src)
+    if a.symlinks:  # keep symlinks as symlinks (attr "l") instead of following them
+        lt.add_files(fs, src, flags=lt.create_torrent.symlinks)
+        flags = lt.create_torrent.symlinks if flags == 0 else flags | lt.create_torrent.symlinks
+    else:
+        lt.add_files(fs, src)
     if fs.num_files() == 0:
         die("%s has no files" % src)
     ct = lt.create_torrent(fs, a.piece_size, flags)
@@ -212,6 +217,7 @@ def main():
     g.add_argument("--v2", dest="kind", action="store_const", const="v2")
     g.add_argument("--hybrid", dest="kind", action="store_const", const="hybrid")
     c.add_argument("--piece-size", type=int, default=0)
+    c.add_argument("--symlinks", action="store_true", help="store symlinks instead of following them")
     c.set_defaults(fn=cmd_create)
     i = sub.add_parser("info")
     i.add_argument("file")
