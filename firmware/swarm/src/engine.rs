@@ -1,36 +1,41 @@
-//! Drives one torrent: sockets and the disk on one side, the sans-IO
-//! [`torrent::session::Session`] on the other.
+//! Drives one torrent: sockets, trackers, LSD, web seeds and the disk on one
+//! side, the sans-IO [`torrent::session::Session`] on the other.
 //!
-//! Shape: one task owns the session and runs the loop below; each peer
-//! connection has a reader task (bytes in, through a bounded channel, so a
-//! fast peer is slowed by TCP rather than buffered here) and a writer task
-//! (bytes out; the loop stops taking bytes from the session while a peer
-//! has more than [`MAX_UNSENT`] unsent). Disk work (writes, reads for
-//! uploads, hashing) runs on one dedicated thread: it never blocks the
-//! reactor, and on a 2-core board hashing gets the second core.
+//! One task owns the session and runs the loop in [`run`]; everything else
+//! talks to it through channels: connection tasks ([`crate::conn`]), the
+//! disk thread ([`crate::disk`]), tracker announcers, LSD and web seed
+//! workers. Keeping the session on one task means no locks around it, and
+//! the session itself decides everything protocol-related.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use torrent::bitfield::Bitfield;
+use torrent::ext::{self, ExtHandshake, ExtMessage, ExtensionIds, LOCAL_IDS, MetadataMessage};
+use torrent::layout::Layout;
 use torrent::metainfo::Metainfo;
 use torrent::picker::{BlockRef, PeerKey};
 use torrent::session::{Config, Event, Identity, Session};
 
+use crate::announcer::{Announcer, AnnouncerConfig, Transfer};
+use crate::conn::{Conn, ConnEvent};
+use crate::disk::{self, Done, Job};
 use crate::storage::Storage;
 
 /// Unsent bytes queued for one peer before the loop stops feeding it.
 const MAX_UNSENT: usize = 1 << 20;
 /// How often verified pieces are made durable in the resume record.
 const RESUME_EVERY: Duration = Duration::from_secs(2);
+/// Wait before dialing an address again after a failure.
+const REDIAL: Duration = Duration::from_secs(2);
+/// Peer keys from here up are web seeds.
+const WEB_SEED_KEYS: PeerKey = 1 << 48;
 
 /// What to do with a torrent.
 #[derive(Debug, Clone)]
@@ -39,18 +44,50 @@ pub struct Options {
     pub dir: PathBuf,
     /// Peers to connect to.
     pub peers: Vec<SocketAddr>,
-    /// Accept incoming peers here.
+    /// Accept incoming peers here. Trackers and LSD need it; without it
+    /// they get an ephemeral port on all interfaces.
     pub listen: Option<SocketAddr>,
     /// Keep running and uploading after the download completes.
     pub seed: bool,
     pub peer_id: [u8; 20],
     pub config: Config,
+    /// Tracker announce URLs (in addition to the torrent's).
+    pub trackers: Vec<String>,
+    /// Local service discovery (BEP 14), if wanted.
+    pub lsd: Option<crate::lsd::Config>,
+    /// Web seed URLs (in addition to the torrent's `url-list`).
+    pub web_seeds: Vec<String>,
+    /// Use the torrent's own trackers and web seeds.
+    pub use_torrent_sources: bool,
+    /// Outgoing connections at once.
+    pub max_outgoing: usize,
+    /// Connections at once, both directions.
+    pub max_connections: usize,
+}
+
+impl Options {
+    pub fn new(dir: PathBuf, peer_id: [u8; 20]) -> Options {
+        Options {
+            dir,
+            peers: Vec::new(),
+            listen: None,
+            seed: false,
+            peer_id,
+            config: Config::default(),
+            trackers: Vec::new(),
+            lsd: None,
+            web_seeds: Vec::new(),
+            use_torrent_sources: true,
+            max_outgoing: 30,
+            max_connections: 100,
+        }
+    }
 }
 
 /// What a finished run did.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
-    /// Block bytes received from peers in this run.
+    /// Block bytes received from peers and web seeds in this run.
     pub downloaded: u64,
     pub uploaded: u64,
     /// Pieces that were already verified when the run started.
@@ -72,44 +109,31 @@ pub struct Progress {
 
 enum Input {
     Accepted(TcpStream, SocketAddr),
-    Connected(PeerKey, TcpStream),
-    ConnectFailed(PeerKey, String),
-    Data(PeerKey, Vec<u8>),
-    Closed(PeerKey, String),
+    Dialed(PeerKey, Result<TcpStream, String>),
+    /// A peer address from a tracker, LSD or PEX.
+    Found(SocketAddr),
+    WebSeed(WebSeedEvent),
 }
 
-enum DiskJob {
-    Write {
-        piece: u32,
-        begin: u32,
-        data: Vec<u8>,
-        check: Option<bool>,
-    },
-    Read {
-        peer: PeerKey,
-        block: BlockRef,
-    },
-    Resume(Bitfield),
+enum WebSeedEvent {
+    /// A worker wants work; answer on the channel.
+    Want(PeerKey, tokio::sync::oneshot::Sender<Vec<BlockRef>>),
+    Data(PeerKey, Vec<(BlockRef, Vec<u8>)>),
+    Failed(PeerKey, Vec<BlockRef>, String),
 }
 
-enum DiskDone {
-    Checked {
-        piece: u32,
-        ok: bool,
-        digests: Vec<[u8; 32]>,
-    },
-    Read {
-        peer: PeerKey,
-        block: BlockRef,
-        data: Option<Vec<u8>>,
-    },
-    Failed(String),
-}
-
-struct Conn {
-    addr: SocketAddr,
-    writer: Option<mpsc::UnboundedSender<Vec<u8>>>,
-    unsent: Arc<AtomicUsize>,
+/// The 20-byte handshake hashes of a torrent: v1 (or truncated v2), and
+/// the truncated v2 of a hybrid.
+pub fn handshake_hashes(meta: &Metainfo) -> ([u8; 20], Option<[u8; 20]>) {
+    let v2 = meta.info.v2_infohash.map(|h| {
+        let mut t = [0u8; 20];
+        t.copy_from_slice(&h[..20]);
+        t
+    });
+    match meta.info.v1_infohash {
+        Some(v1) => (v1, v2),
+        None => (v2.unwrap_or_default(), None),
+    }
 }
 
 /// Downloads and/or seeds `meta` until done (or, with `seed`, until
@@ -129,73 +153,68 @@ pub async fn run(
     let piece_count = layout.piece_count;
     let have = match storage.load_resume() {
         Some(have) => have,
-        None => initial_check(&mut storage, piece_count).map_err(storage_err)?,
+        None if storage.had_data() => {
+            initial_check(&mut storage, piece_count).map_err(storage_err)?
+        }
+        None => Bitfield::new(piece_count),
     };
     let resumed = have.count();
-    let info_hash = meta
-        .info
-        .v1_infohash
-        .or_else(|| {
-            meta.info.v2_infohash.map(|h| {
-                let mut t = [0u8; 20];
-                t.copy_from_slice(&h[..20]);
-                t
-            })
-        })
-        .unwrap_or_default();
-    let alt_info_hash = meta.info.v2_infohash.map(|h| {
-        let mut t = [0u8; 20];
-        t.copy_from_slice(&h[..20]);
-        t
-    });
+    let (info_hash, alt_info_hash) = handshake_hashes(&meta);
     let id = Identity {
         info_hash,
         alt_info_hash,
         peer_id: opts.peer_id,
         v2: meta.info.v2_infohash.is_some(),
     };
-    let seed_rng = u64::from_le_bytes([
-        opts.peer_id[12],
-        opts.peer_id[13],
-        opts.peer_id[14],
-        opts.peer_id[15],
-        opts.peer_id[16],
-        opts.peer_id[17],
-        opts.peer_id[18],
-        opts.peer_id[19],
-    ]);
-    let mut session = Session::new(id, layout.clone(), have, opts.config.clone(), seed_rng);
+    let mut seed_rng = [0u8; 8];
+    seed_rng.copy_from_slice(&opts.peer_id[12..20]);
+    let mut session = Session::new(
+        id,
+        layout.clone(),
+        have,
+        opts.config.clone(),
+        u64::from_le_bytes(seed_rng),
+    );
     let total_bytes: u64 = (0..piece_count)
         .map(|p| u64::from(layout.data_len(p)))
         .sum();
 
-    // The disk thread.
-    let (job_tx, job_rx) = std::sync::mpsc::channel::<DiskJob>();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<DiskDone>();
-    let disk = std::thread::Builder::new()
+    // Disk thread.
+    let (job_tx, job_rx) = mpsc::channel::<Job>(disk::QUEUE);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let disk_thread = std::thread::Builder::new()
         .name("disk".into())
-        .spawn(move || disk_thread(storage, job_rx, done_tx))
+        .spawn(move || disk::run(storage, job_rx, done_tx))
         .map_err(|e| crate::Error::Storage {
             path: "disk thread".into(),
             reason: e.to_string(),
         })?;
 
     let (in_tx, mut in_rx) = mpsc::channel::<Input>(256);
-    let mut conns: HashMap<PeerKey, Conn> = HashMap::new();
-    let mut next_key: PeerKey = 1;
-    let mut banned: HashSet<std::net::IpAddr> = HashSet::new();
-    let mut failed_at: HashMap<SocketAddr, Instant> = HashMap::new();
+    let (conn_tx, mut conn_rx) = mpsc::channel::<ConnEvent>(256);
 
-    if let Some(addr) = opts.listen {
+    // Listening socket: needed to be found through trackers and LSD.
+    let wants_listen = opts.listen.is_some()
+        || opts.lsd.is_some()
+        || !opts.trackers.is_empty()
+        || (opts.use_torrent_sources && !meta.trackers.is_empty());
+    let mut listen_port = 0u16;
+    if wants_listen {
+        let addr = opts
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| crate::Error::Listen {
                 addr: addr.to_string(),
                 reason: e.to_string(),
             })?;
-        if let Ok(local) = listener.local_addr() {
-            tracing::info!("listening for peers on {local}");
-        }
+        let local = listener.local_addr().map_err(|e| crate::Error::Listen {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?;
+        listen_port = local.port();
+        tracing::info!("listening for peers on {local}");
         let tx = in_tx.clone();
         tokio::spawn(async move {
             loop {
@@ -214,120 +233,226 @@ pub async fn run(
         });
     }
 
+    // Extension handshake: metadata for magnet peers, our listen port.
+    let mut hs = ExtHandshake::ours();
+    hs.metadata_size = u32::try_from(meta.info.raw.len()).ok();
+    hs.listen_port = (listen_port != 0).then_some(listen_port);
+    hs.reqq = u32::try_from(opts.config.max_peer_requests).ok();
+    let mut hs_bytes = Vec::new();
+    hs.encode(&mut hs_bytes);
+    session.set_ext_handshake(hs_bytes);
+
+    // Trackers.
+    let (transfer_tx, transfer_rx) = watch::channel(Transfer {
+        uploaded: 0,
+        downloaded: 0,
+        left: session.picker().left(),
+    });
+    let mut trackers = opts.trackers.clone();
+    if opts.use_torrent_sources {
+        for tier in &meta.trackers {
+            trackers.extend(tier.iter().cloned());
+        }
+    }
+    trackers.dedup();
+    let (found_tx, mut found_rx) = mpsc::channel::<SocketAddr>(256);
+    let announcer = if trackers.is_empty() {
+        None
+    } else {
+        let client = Arc::new(crate::tracker::Client::new(
+            crate::tracker::Config::default(),
+        ));
+        let cfg = AnnouncerConfig::new(trackers, info_hash, opts.peer_id, listen_port);
+        Some(Announcer::start(client, cfg, transfer_rx, found_tx.clone()))
+    };
+    {
+        let tx = in_tx.clone();
+        tokio::spawn(async move {
+            while let Some(a) = found_rx.recv().await {
+                if tx.send(Input::Found(a)).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    // LSD.
+    if let Some(mut cfg) = opts.lsd.clone() {
+        cfg.peer_port = listen_port;
+        match crate::lsd::Lsd::bind(cfg) {
+            Ok(mut lsd) => {
+                lsd.set_infohashes([info_hash]);
+                let tx = in_tx.clone();
+                tokio::spawn(async move {
+                    while let Ok(p) = lsd.next().await {
+                        if p.info_hash == info_hash && tx.send(Input::Found(p.addr)).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+            }
+            Err(e) => tracing::warn!("local service discovery is off: {e}"),
+        }
+    }
+    // Web seeds.
+    let mut seeds = opts.web_seeds.clone();
+    if opts.use_torrent_sources {
+        seeds.extend(meta.web_seeds.iter().cloned());
+    }
+    if !seeds.is_empty() {
+        let client = crate::webseed::Client::new(crate::webseed::Config::default())?;
+        for (i, url) in seeds.iter().enumerate() {
+            let key = WEB_SEED_KEYS + i as PeerKey;
+            let seed = crate::webseed::WebSeed::new(url)?;
+            session.add_virtual_peer(key, Instant::now());
+            tokio::spawn(web_seed_worker(
+                key,
+                client.clone(),
+                seed,
+                Arc::clone(&meta),
+                layout.clone(),
+                in_tx.clone(),
+            ));
+        }
+    }
+
+    let mut known: HashSet<SocketAddr> = opts.peers.iter().copied().collect();
+    let mut conns: HashMap<PeerKey, Conn> = HashMap::new();
+    let mut ext_ids: HashMap<PeerKey, ExtensionIds> = HashMap::new();
+    let mut next_key: PeerKey = 1;
+    let mut banned_addrs: HashSet<SocketAddr> = HashSet::new();
+    let mut banned_ids: HashSet<[u8; 20]> = HashSet::new();
+    let mut failed_at: HashMap<SocketAddr, Instant> = HashMap::new();
+    let mut last_data = Instant::now();
+
     let mut summary = Summary {
         resumed_pieces: resumed,
         pieces: piece_count,
         ..Summary::default()
     };
     let mut complete = session.picker().is_complete();
-    if complete {
-        summary.complete = true;
-    }
+    summary.complete = complete;
     let mut last_resume = Instant::now();
     let mut resume_dirty = false;
     let mut last_progress = Instant::now();
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut fatal: Option<String> = None;
 
     loop {
         if complete && !opts.seed {
             break;
         }
-        // Keep outgoing connections to the configured peers.
-        if !complete || opts.seed {
-            for addr in &opts.peers {
-                let connected = conns.values().any(|c| c.addr == *addr);
-                let recently_failed = failed_at
-                    .get(addr)
-                    .is_some_and(|t| t.elapsed() < Duration::from_secs(2));
-                if !connected && !recently_failed && !banned.contains(&addr.ip()) {
-                    let key = next_key;
-                    next_key += 1;
-                    conns.insert(
-                        key,
-                        Conn {
-                            addr: *addr,
-                            writer: None,
-                            unsent: Arc::new(AtomicUsize::new(0)),
-                        },
-                    );
-                    let tx = in_tx.clone();
-                    let a = *addr;
-                    tokio::spawn(async move {
-                        let r =
-                            tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(a))
-                                .await;
-                        let msg = match r {
-                            Ok(Ok(s)) => Input::Connected(key, s),
-                            Ok(Err(e)) => Input::ConnectFailed(key, e.to_string()),
-                            Err(_) => Input::ConnectFailed(key, "connect timed out".into()),
-                        };
-                        let _ = tx.send(msg).await;
-                    });
-                }
+        // Dial known peers, within bounds.
+        let outgoing = conns.values().filter(|c| c.dialed.is_some()).count();
+        if (!complete || opts.seed)
+            && outgoing < opts.max_outgoing
+            && conns.len() < opts.max_connections
+        {
+            let dialed: HashSet<SocketAddr> = conns.values().filter_map(|c| c.dialed).collect();
+            let due: Vec<SocketAddr> = known
+                .iter()
+                .filter(|a| {
+                    !dialed.contains(a)
+                        && !banned_addrs.contains(a)
+                        && failed_at.get(a).is_none_or(|t| t.elapsed() >= REDIAL)
+                })
+                .take(opts.max_outgoing - outgoing)
+                .copied()
+                .collect();
+            for a in due {
+                let key = next_key;
+                next_key += 1;
+                conns.insert(key, Conn::pending(a));
+                failed_at.insert(a, Instant::now());
+                let tx = in_tx.clone();
+                tokio::spawn(async move {
+                    let r =
+                        tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(a)).await;
+                    let r = match r {
+                        Ok(Ok(s)) => Ok(s),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err("connect timed out".into()),
+                    };
+                    let _ = tx.send(Input::Dialed(key, r)).await;
+                });
             }
         }
 
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = tick.tick() => {
-                session.handle_timeout(Instant::now());
-            }
-            Some(input) = in_rx.recv() => {
-                match input {
-                    Input::Accepted(stream, addr) => {
-                        if banned.contains(&addr.ip()) || conns.len() >= 200 {
-                            continue;
-                        }
-                        let key = next_key;
-                        next_key += 1;
-                        let conn = start_conn(key, stream, addr, in_tx.clone());
-                        conns.insert(key, conn);
-                        session.add_peer(key, false, Instant::now());
+            _ = tick.tick() => session.handle_timeout(Instant::now()),
+            Some(ev) = conn_rx.recv() => match ev {
+                ConnEvent::Data(key, data) => {
+                    last_data = Instant::now();
+                    session.handle_input(key, &data, Instant::now());
+                }
+                ConnEvent::Closed(key, reason) => {
+                    if let Some(c) = conns.remove(&key) {
+                        tracing::debug!("peer {} closed: {reason}", c.addr);
                     }
-                    Input::Connected(key, stream) => {
-                        let Some(addr) = conns.get(&key).map(|c| c.addr) else { continue };
-                        let conn = start_conn(key, stream, addr, in_tx.clone());
-                        conns.insert(key, conn);
-                        session.add_peer(key, true, Instant::now());
+                    ext_ids.remove(&key);
+                    session.remove_peer(key);
+                }
+            },
+            Some(input) = in_rx.recv() => match input {
+                Input::Accepted(stream, addr) => {
+                    if conns.len() >= opts.max_connections {
+                        continue;
                     }
-                    Input::ConnectFailed(key, reason) => {
-                        if let Some(c) = conns.remove(&key) {
-                            tracing::debug!("cannot connect to {}: {reason}", c.addr);
-                            failed_at.insert(c.addr, Instant::now());
-                        }
-                    }
-                    Input::Data(key, data) => {
-                        session.handle_input(key, &data, Instant::now());
-                    }
-                    Input::Closed(key, reason) => {
-                        if let Some(c) = conns.remove(&key) {
-                            tracing::debug!("peer {} closed: {reason}", c.addr);
-                            failed_at.insert(c.addr, Instant::now());
-                        }
-                        session.remove_peer(key);
+                    let key = next_key;
+                    next_key += 1;
+                    conns.insert(key, Conn::start(key, stream, Conn::incoming(addr), conn_tx.clone()));
+                    session.add_peer(key, false, Instant::now());
+                }
+                Input::Dialed(key, Ok(stream)) => {
+                    let Some(pending) = conns.remove(&key) else { continue };
+                    conns.insert(key, Conn::start(key, stream, pending, conn_tx.clone()));
+                    session.add_peer(key, true, Instant::now());
+                }
+                Input::Dialed(key, Err(reason)) => {
+                    if let Some(c) = conns.remove(&key) {
+                        tracing::debug!("cannot connect to {}: {reason}", c.addr);
                     }
                 }
-            }
-            Some(done) = done_rx.recv() => {
-                match done {
-                    DiskDone::Checked { piece, ok, digests } => {
-                        if !ok {
-                            tracing::warn!("piece {piece} failed its hash check");
-                        }
-                        session.piece_checked(piece, ok, &digests, Instant::now());
-                    }
-                    DiskDone::Read { peer, block, data } => {
-                        session.send_block(peer, block, data.as_deref());
-                    }
-                    DiskDone::Failed(reason) => {
-                        let _ = job_tx.send(DiskJob::Resume(session.picker().have().clone()));
-                        drop(job_tx);
-                        let _ = disk.join();
-                        return Err(crate::Error::Storage { path: opts.dir.display().to_string(), reason });
+                Input::Found(addr) => {
+                    if known.len() < 2000 && addr.port() != 0 {
+                        known.insert(addr);
                     }
                 }
-            }
+                Input::WebSeed(WebSeedEvent::Want(key, reply)) => {
+                    // Web seeds fill in while no peer delivers: peers first.
+                    let idle = !session.peers_delivering() || last_data.elapsed() > Duration::from_secs(5);
+                    let picks = if idle && !complete {
+                        session.virtual_pick(key, 64, Instant::now())
+                    } else {
+                        Vec::new()
+                    };
+                    let _ = reply.send(picks);
+                }
+                Input::WebSeed(WebSeedEvent::Data(key, blocks)) => {
+                    for (b, data) in blocks {
+                        session.virtual_block(key, b, &data, Instant::now());
+                    }
+                }
+                Input::WebSeed(WebSeedEvent::Failed(key, blocks, reason)) => {
+                    tracing::warn!("web seed: {reason}");
+                    session.virtual_failed(key, &blocks);
+                }
+            },
+            Some(done) = done_rx.recv() => match done {
+                Done::Checked { piece, ok, digests } => {
+                    if !ok {
+                        tracing::warn!("piece {piece} failed its hash check");
+                    }
+                    session.piece_checked(piece, ok, &digests, Instant::now());
+                }
+                Done::Read { peer, block, data } => session.send_block(peer, block, data.as_deref()),
+                Done::Failed(reason) => {
+                    fatal = Some(reason);
+                    break;
+                }
+            },
         }
 
         // Session output.
@@ -341,68 +466,115 @@ pub async fn run(
                     ..
                 } => {
                     let check = full.then(|| session.needs_digests(piece, true));
-                    let _ = job_tx.send(DiskJob::Write {
-                        piece,
-                        begin,
-                        data,
-                        check,
-                    });
+                    if job_tx
+                        .send(Job::Write {
+                            piece,
+                            begin,
+                            data,
+                            check,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        fatal = Some("disk thread stopped".into());
+                    }
                 }
                 Event::Read { peer, block } => {
-                    let _ = job_tx.send(DiskJob::Read { peer, block });
+                    let _ = job_tx.send(Job::Read { peer, block }).await;
                 }
                 Event::Verified { .. } => resume_dirty = true,
                 Event::Complete => {
                     complete = true;
                     summary.complete = true;
-                    let _ = job_tx.send(DiskJob::Resume(session.picker().have().clone()));
+                    let _ = job_tx
+                        .send(Job::Resume(session.picker().have().clone()))
+                        .await;
                     resume_dirty = false;
                     tracing::info!("download complete: {}", meta.info.name);
                 }
                 Event::Disconnect { peer, reason } => {
                     if let Some(c) = conns.remove(&peer) {
                         tracing::info!("dropping peer {}: {reason}", c.addr);
-                        failed_at.insert(c.addr, Instant::now());
+                        if reason.contains("ourselves")
+                            && let Some(d) = c.dialed
+                        {
+                            banned_addrs.insert(d);
+                        }
                     }
+                    ext_ids.remove(&peer);
                     session.remove_peer(peer);
                 }
                 Event::Ban { peer, reason } => {
                     if let Some(c) = conns.remove(&peer) {
                         tracing::warn!("banning peer {}: {reason}", c.addr);
-                        banned.insert(c.addr.ip());
+                        if let Some(d) = c.dialed {
+                            banned_addrs.insert(d);
+                        }
+                        if let Some(id) = c.peer_id {
+                            banned_ids.insert(id);
+                        }
+                    } else if peer >= WEB_SEED_KEYS {
+                        tracing::warn!("banning web seed: {reason}");
                     }
+                    ext_ids.remove(&peer);
                     session.remove_peer(peer);
                 }
-                Event::Connected { peer, .. } => {
-                    if let Some(c) = conns.get(&peer) {
+                Event::Connected { peer, peer_id, .. } => {
+                    let duplicate = conns
+                        .iter()
+                        .any(|(k, c)| *k != peer && c.peer_id == Some(peer_id));
+                    if let Some(c) = conns.get_mut(&peer) {
+                        c.peer_id = Some(peer_id);
                         tracing::debug!("connected to {}", c.addr);
                     }
+                    if banned_ids.contains(&peer_id) || duplicate {
+                        conns.remove(&peer);
+                        session.remove_peer(peer);
+                    }
                 }
-                Event::Extended { .. } => {}
+                Event::Extended { peer, id, payload } => {
+                    on_extended(
+                        &mut session,
+                        &meta,
+                        &mut ext_ids,
+                        &mut known,
+                        peer,
+                        id,
+                        &payload,
+                    );
+                }
             }
         }
-        for (key, conn) in conns.iter() {
-            if conn.unsent.load(Ordering::Relaxed) < MAX_UNSENT && session.wants_transmit(*key) {
+        if fatal.is_some() {
+            break;
+        }
+        for (key, conn) in &conns {
+            if conn.is_established() && conn.unsent() < MAX_UNSENT && session.wants_transmit(*key) {
                 let mut out = Vec::new();
                 session.poll_transmit(*key, &mut out, Instant::now());
-                if let Some(w) = &conn.writer
-                    && !out.is_empty()
-                {
-                    conn.unsent.fetch_add(out.len(), Ordering::Relaxed);
-                    let _ = w.send(out);
+                if !out.is_empty() {
+                    conn.send(out);
                 }
             }
         }
         if resume_dirty && last_resume.elapsed() >= RESUME_EVERY {
-            let _ = job_tx.send(DiskJob::Resume(session.picker().have().clone()));
+            let _ = job_tx
+                .send(Job::Resume(session.picker().have().clone()))
+                .await;
             resume_dirty = false;
             last_resume = Instant::now();
         }
         if last_progress.elapsed() >= Duration::from_millis(200) {
             last_progress = Instant::now();
             let stats = session.stats();
+            let left = session.picker().left();
+            let _ = transfer_tx.send(Transfer {
+                uploaded: stats.uploaded,
+                downloaded: stats.downloaded,
+                left,
+            });
             progress(Progress {
-                have_bytes: total_bytes - session.picker().left().min(total_bytes),
+                have_bytes: total_bytes - left.min(total_bytes),
                 total_bytes,
                 downloaded: stats.downloaded,
                 uploaded: stats.uploaded,
@@ -415,9 +587,26 @@ pub async fn run(
     summary.downloaded = stats.downloaded;
     summary.uploaded = stats.uploaded;
     summary.hash_failures = stats.hash_failures;
-    let _ = job_tx.send(DiskJob::Resume(session.picker().have().clone()));
+    let _ = transfer_tx.send(Transfer {
+        uploaded: stats.uploaded,
+        downloaded: stats.downloaded,
+        left: session.picker().left(),
+    });
+    if let Some(a) = announcer {
+        a.stop().await;
+    }
+    drop(conns);
+    let _ = job_tx
+        .send(Job::Resume(session.picker().have().clone()))
+        .await;
     drop(job_tx);
-    let joined = tokio::task::spawn_blocking(move || disk.join()).await;
+    let joined = tokio::task::spawn_blocking(move || disk_thread.join()).await;
+    if let Some(reason) = fatal {
+        return Err(crate::Error::Storage {
+            path: opts.dir.display().to_string(),
+            reason,
+        });
+    }
     if !matches!(joined, Ok(Ok(()))) {
         return Err(crate::Error::Storage {
             path: opts.dir.display().to_string(),
@@ -427,8 +616,48 @@ pub async fn run(
     Ok(summary)
 }
 
-/// With no resume record, hashes what is on disk (a seed, or data copied
-/// in by hand) so it is neither downloaded again nor trusted blindly.
+/// BEP 10 messages: remember the peer's extension ids, serve metadata to
+/// magnet peers, learn addresses from PEX.
+fn on_extended(
+    session: &mut Session,
+    meta: &Metainfo,
+    ext_ids: &mut HashMap<PeerKey, ExtensionIds>,
+    known: &mut HashSet<SocketAddr>,
+    peer: PeerKey,
+    id: u8,
+    payload: &[u8],
+) {
+    match ext::decode_extended(id, payload, &LOCAL_IDS) {
+        Ok(ExtMessage::Handshake(hs)) => {
+            ext_ids.entry(peer).or_default().update(&hs.ids);
+        }
+        Ok(ExtMessage::Metadata(MetadataMessage::Request { piece })) => {
+            let their = ext_ids
+                .get(&peer)
+                .and_then(|ids| ids.id(ext::Extension::Metadata));
+            if let Some(their) = their {
+                let mut out = Vec::new();
+                ext::serve_metadata(&meta.info.raw, piece).encode(&mut out);
+                session.send_extended(peer, their, &out);
+            }
+        }
+        Ok(ExtMessage::Pex(pex)) => {
+            if !meta.info.private {
+                for p in pex.added {
+                    if known.len() < 2000 {
+                        known.insert(p.addr);
+                    }
+                }
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!("ignoring a bad extension message: {e}"),
+    }
+}
+
+/// With no resume record but files already there, hashes what is on disk
+/// (a seed, or data copied in by hand) so it is neither downloaded again
+/// nor trusted blindly.
 fn initial_check(storage: &mut Storage, pieces: u32) -> std::io::Result<Bitfield> {
     let mut have = Bitfield::new(pieces);
     for p in 0..pieces {
@@ -442,91 +671,73 @@ fn initial_check(storage: &mut Storage, pieces: u32) -> std::io::Result<Bitfield
     Ok(have)
 }
 
-fn start_conn(key: PeerKey, stream: TcpStream, addr: SocketAddr, tx: mpsc::Sender<Input>) -> Conn {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
-    let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let unsent = Arc::new(AtomicUsize::new(0));
-    let unsent_w = Arc::clone(&unsent);
-    let tx_r = tx.clone();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match rd.read(&mut buf).await {
-                Ok(0) => {
-                    let _ = tx_r.send(Input::Closed(key, "closed by peer".into())).await;
-                    break;
-                }
-                Ok(n) => {
-                    if tx_r
-                        .send(Input::Data(key, buf[..n].to_vec()))
+/// Fetches pieces from one web seed whenever the engine has work for it.
+async fn web_seed_worker(
+    key: PeerKey,
+    client: crate::webseed::Client,
+    seed: crate::webseed::WebSeed,
+    meta: Arc<Metainfo>,
+    layout: Layout,
+    tx: mpsc::Sender<Input>,
+) {
+    loop {
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        if tx
+            .send(Input::WebSeed(WebSeedEvent::Want(key, reply_tx)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let Ok(blocks) = reply_rx.await else { return };
+        if blocks.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        let mut pieces: Vec<u32> = blocks.iter().map(|b| b.piece).collect();
+        pieces.dedup();
+        for piece in pieces {
+            let mine: Vec<BlockRef> = blocks
+                .iter()
+                .filter(|b| b.piece == piece)
+                .copied()
+                .collect();
+            match client
+                .fetch_piece(&seed, &meta.info, u64::from(piece))
+                .await
+            {
+                Ok(p) => {
+                    let mut buf = vec![0u8; layout.piece_size(piece) as usize];
+                    let n = p.data.len().min(buf.len());
+                    buf[..n].copy_from_slice(&p.data[..n]);
+                    let out = mine
+                        .iter()
+                        .map(|b| {
+                            (
+                                *b,
+                                buf[b.begin as usize..(b.begin + b.len) as usize].to_vec(),
+                            )
+                        })
+                        .collect();
+                    if tx
+                        .send(Input::WebSeed(WebSeedEvent::Data(key, out)))
                         .await
                         .is_err()
                     {
-                        break;
+                        return;
                     }
                 }
                 Err(e) => {
-                    let _ = tx_r.send(Input::Closed(key, e.to_string())).await;
-                    break;
+                    let _ = tx
+                        .send(Input::WebSeed(WebSeedEvent::Failed(
+                            key,
+                            mine,
+                            e.to_string(),
+                        )))
+                        .await;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
                 }
             }
-        }
-    });
-    tokio::spawn(async move {
-        while let Some(chunk) = wrx.recv().await {
-            let n = chunk.len();
-            if let Err(e) = wr.write_all(&chunk).await {
-                let _ = tx.send(Input::Closed(key, e.to_string())).await;
-                break;
-            }
-            unsent_w.fetch_sub(n, Ordering::Relaxed);
-        }
-        let _ = wr.shutdown().await;
-    });
-    Conn {
-        addr,
-        writer: Some(wtx),
-        unsent,
-    }
-}
-
-fn disk_thread(
-    mut storage: Storage,
-    jobs: std::sync::mpsc::Receiver<DiskJob>,
-    done: mpsc::UnboundedSender<DiskDone>,
-) {
-    while let Ok(job) = jobs.recv() {
-        let r = match job {
-            DiskJob::Write {
-                piece,
-                begin,
-                data,
-                check,
-            } => storage
-                .write(piece, begin, &data)
-                .and_then(|()| match check {
-                    Some(digests) => {
-                        let (ok, d) = storage.check(piece, digests)?;
-                        let _ = done.send(DiskDone::Checked {
-                            piece,
-                            ok,
-                            digests: d,
-                        });
-                        Ok(())
-                    }
-                    None => Ok(()),
-                }),
-            DiskJob::Read { peer, block } => {
-                let data = storage.read(block.piece, block.begin, block.len).ok();
-                let _ = done.send(DiskDone::Read { peer, block, data });
-                Ok(())
-            }
-            DiskJob::Resume(have) => storage.save_resume(&have),
-        };
-        if let Err(e) = r {
-            let _ = done.send(DiskDone::Failed(e.to_string()));
-            return;
         }
     }
 }

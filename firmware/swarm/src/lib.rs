@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 
 pub mod announcer;
+mod conn;
+mod disk;
 pub mod engine;
 pub mod error;
 pub mod lsd;

@@ -30,6 +30,7 @@ pub struct Storage {
     open: HashMap<usize, File>,
     dirty: Vec<usize>,
     resume: PathBuf,
+    had_data: bool,
 }
 
 impl Storage {
@@ -42,6 +43,7 @@ impl Storage {
             dir.join(&info.name)
         };
         let mut paths = Vec::with_capacity(info.files.len());
+        let mut had_data = false;
         for f in &info.files {
             let mut p = base.clone();
             if !info.single_file {
@@ -69,7 +71,9 @@ impl Storage {
                         .truncate(false)
                         .write(true)
                         .open(&p)?;
-                    if file.metadata()?.len() != f.length {
+                    let len = file.metadata()?.len();
+                    had_data |= len > 0;
+                    if len != f.length {
                         file.set_len(f.length)?;
                     }
                 }
@@ -90,7 +94,13 @@ impl Storage {
             open: HashMap::new(),
             dirty: Vec::new(),
             resume: resume_dir.join(format!("{hash}.resume")),
+            had_data,
         })
+    }
+
+    /// Whether any file already had data when opened (worth a check).
+    pub fn had_data(&self) -> bool {
+        self.had_data
     }
 
     pub fn layout(&self) -> &Layout {

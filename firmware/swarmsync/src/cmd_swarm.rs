@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use swarm::engine::{self, Options};
-use torrent::session::Config;
 
 use crate::progress::Progress;
 
@@ -31,6 +30,12 @@ pub struct DownloadArgs {
     /// Keep seeding after the download completes, until stopped.
     #[arg(long)]
     seed: bool,
+    /// Find peers on the LAN with local service discovery (BEP 14).
+    #[arg(long)]
+    lsd: bool,
+    /// A BEP 19 web seed URL, besides the torrent's own (repeatable).
+    #[arg(long = "web-seed", value_name = "URL")]
+    web_seeds: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -45,6 +50,12 @@ pub struct SeedArgs {
     /// A peer to connect to as well (repeatable).
     #[arg(long = "peer", value_name = "HOST:PORT")]
     peers: Vec<String>,
+    /// A tracker announce URL, besides the torrent's own (repeatable).
+    #[arg(long = "tracker", value_name = "URL")]
+    trackers: Vec<String>,
+    /// Announce on the LAN with local service discovery (BEP 14).
+    #[arg(long)]
+    lsd: bool,
 }
 
 /// An Azureus-style peer id: client and version, then random bytes.
@@ -90,31 +101,25 @@ pub fn download(args: &DownloadArgs) -> Result<ExitCode> {
     if args.source.starts_with("magnet:") {
         bail!("magnet links are not supported yet: download the .torrent file instead");
     }
-    if !args.trackers.is_empty() {
-        tracing::warn!("--tracker is not used yet; connect with --peer");
-    }
     let meta = crate::cmd_torrent::load(Path::new(&args.source))?;
-    let opts = Options {
-        dir: args.dir.clone(),
-        peers: resolve(&args.peers)?,
-        listen: args.listen,
-        seed: args.seed,
-        peer_id: peer_id(),
-        config: Config::default(),
-    };
+    let mut opts = Options::new(args.dir.clone(), peer_id());
+    opts.peers = resolve(&args.peers)?;
+    opts.listen = args.listen;
+    opts.seed = args.seed;
+    opts.trackers = args.trackers.clone();
+    opts.web_seeds = args.web_seeds.clone();
+    opts.lsd = args.lsd.then(|| swarm::lsd::Config::new(0));
     run(meta, opts)
 }
 
 pub fn seed(args: &SeedArgs) -> Result<ExitCode> {
     let meta = crate::cmd_torrent::load(&args.file)?;
-    let opts = Options {
-        dir: args.dir.clone(),
-        peers: resolve(&args.peers)?,
-        listen: Some(args.listen),
-        seed: true,
-        peer_id: peer_id(),
-        config: Config::default(),
-    };
+    let mut opts = Options::new(args.dir.clone(), peer_id());
+    opts.peers = resolve(&args.peers)?;
+    opts.listen = Some(args.listen);
+    opts.seed = true;
+    opts.trackers = args.trackers.clone();
+    opts.lsd = args.lsd.then(|| swarm::lsd::Config::new(0));
     run(meta, opts)
 }
 

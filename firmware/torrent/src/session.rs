@@ -122,6 +122,8 @@ pub enum Event {
 #[derive(Debug)]
 struct Peer {
     outgoing: bool,
+    /// A web seed: no wire, has everything, never chokes.
+    virtual_peer: bool,
     handshaken: bool,
     sent_handshake: bool,
     messages: u64,
@@ -233,6 +235,7 @@ impl Session {
         let n = self.picker.layout().piece_count;
         let mut peer = Peer {
             outgoing,
+            virtual_peer: false,
             handshaken: false,
             sent_handshake: false,
             messages: 0,
@@ -247,7 +250,7 @@ impl Session {
             requests: VecDeque::new(),
             incoming: VecDeque::new(),
             reads: Vec::new(),
-            queue_target: 16,
+            queue_target: self.config.max_requests.min(64),
             last_rx: now,
             last_tx: now,
             connected_at: now,
@@ -292,12 +295,84 @@ impl Session {
         }
     }
 
+    /// A web seed (BEP 19) joins as a peer that has every piece and speaks
+    /// no wire protocol: the driver asks it for pieces with
+    /// [`Session::virtual_pick`] and hands back data with
+    /// [`Session::virtual_block`]. Its blocks are checked like any peer's,
+    /// and a web seed serving bad data is banned like any peer.
+    pub fn add_virtual_peer(&mut self, key: PeerKey, now: Instant) {
+        let n = self.picker.layout().piece_count;
+        self.add_peer(key, false, now);
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.virtual_peer = true;
+            p.handshaken = true;
+            p.peer_choking = false;
+            p.am_interested = true;
+            p.has = Bitfield::full(n);
+            p.tx.clear();
+            let has = p.has.clone();
+            self.picker.peer_has_all(&has);
+        }
+    }
+
+    /// Up to `max` blocks for a web seed to fetch, whole pieces at a time.
+    pub fn virtual_pick(&mut self, key: PeerKey, max: usize, now: Instant) -> Vec<BlockRef> {
+        let mut picks = Vec::new();
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return picks;
+        };
+        if !peer.virtual_peer || peer.closing {
+            return picks;
+        }
+        self.picker.pick(key, &peer.has, max, &mut picks);
+        for r in &picks {
+            peer.requests.push_back((*r, now));
+        }
+        picks
+    }
+
+    /// Data a web seed returned for a block from [`Session::virtual_pick`].
+    pub fn virtual_block(&mut self, key: PeerKey, block: BlockRef, data: &[u8], now: Instant) {
+        if let Err(reason) = self.on_piece(key, block.piece, block.begin, data, now) {
+            self.drop_peer(key, reason, false);
+        }
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.tx.clear();
+        }
+    }
+
+    /// A web seed could not fetch these blocks: hand them back.
+    pub fn virtual_failed(&mut self, key: PeerKey, blocks: &[BlockRef]) {
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.requests.retain(|(r, _)| !blocks.contains(r));
+        }
+        for b in blocks {
+            self.picker.cancel_request(key, *b);
+        }
+    }
+
+    /// Whether any wire peer has sent block data since the last choke
+    /// round (the driver leaves web seeds idle while peers deliver).
+    pub fn peers_delivering(&self) -> bool {
+        self.peers.values().any(|p| {
+            !p.virtual_peer
+                && p.handshaken
+                && !p.peer_choking
+                && p.has.count() > 0
+                && p.am_interested
+        })
+    }
+
     /// Bytes to send to `key`, appended to `out`.
     pub fn poll_transmit(&mut self, key: PeerKey, out: &mut Vec<u8>, now: Instant) {
         if let Some(p) = self.peers.get_mut(&key)
             && !p.tx.is_empty()
         {
-            out.append(&mut p.tx);
+            if p.virtual_peer {
+                p.tx.clear();
+            } else {
+                out.append(&mut p.tx);
+            }
             p.last_tx = now;
         }
         self.issue_reads(key);
@@ -821,7 +896,7 @@ impl Session {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        if peer.peer_choking || !peer.am_interested || peer.closing {
+        if peer.peer_choking || !peer.am_interested || peer.closing || peer.virtual_peer {
             return;
         }
         let target = peer.queue_target;
@@ -1028,6 +1103,10 @@ mod tests {
     }
 
     fn node(meta: &Metainfo, seed: bool, n: u8) -> Node {
+        node_with(meta, seed, n, Config::default())
+    }
+
+    fn node_with(meta: &Metainfo, seed: bool, n: u8, config: Config) -> Node {
         let layout = Layout::new(&meta.info);
         let count = layout.piece_count;
         let id = Identity {
@@ -1042,7 +1121,7 @@ mod tests {
             Bitfield::new(count)
         };
         Node {
-            s: Session::new(id, layout, have, Config::default(), u64::from(n)),
+            s: Session::new(id, layout, have, config, u64::from(n)),
             pieces: BTreeMap::new(),
             complete: seed,
             banned: Vec::new(),
@@ -1154,7 +1233,15 @@ mod tests {
     #[test]
     fn a_peer_serving_corrupt_blocks_is_banned_and_the_download_completes() {
         let (meta, src) = torrent();
-        let mut nodes: Vec<Node> = (0..3).map(|i| node(&meta, i != 2, i as u8 + 1)).collect();
+        // A short request queue makes the leecher take blocks of one piece
+        // from both seeds, so bad blocks must be told from good ones.
+        let small = Config {
+            max_requests: 2,
+            ..Config::default()
+        };
+        let mut nodes: Vec<Node> = (0..3)
+            .map(|i| node_with(&meta, i != 2, i as u8 + 1, small.clone()))
+            .collect();
         nodes[1].evil = true;
         run(&mut nodes, &meta, &src, 4000);
         assert!(nodes[2].complete, "leecher did not finish");

@@ -1,0 +1,77 @@
+//! The disk thread of one torrent.
+//!
+//! Why a thread and not `spawn_blocking` per job: jobs for one torrent must
+//! run in order (a piece is checked after its last block is written), one
+//! thread keeps that order for free, and it gives hashing the second core
+//! of a 2-core board while the reactor keeps moving bytes. The job queue is
+//! bounded, so when the disk is slower than the network the engine stops
+//! reading sockets instead of buffering.
+
+use tokio::sync::mpsc;
+use torrent::bitfield::Bitfield;
+use torrent::picker::{BlockRef, PeerKey};
+
+use crate::storage::Storage;
+
+/// Jobs queued before the engine waits for the disk.
+pub const QUEUE: usize = 256;
+
+pub enum Job {
+    /// Store a block; with `check`, then hash its piece (`Some(true)`: and
+    /// return per-block digests).
+    Write {
+        piece: u32,
+        begin: u32,
+        data: Vec<u8>,
+        check: Option<bool>,
+    },
+    Read {
+        peer: PeerKey,
+        block: BlockRef,
+    },
+    /// Make `have` durable.
+    Resume(Bitfield),
+}
+
+pub enum Done {
+    Checked {
+        piece: u32,
+        ok: bool,
+        digests: Vec<[u8; 32]>,
+    },
+    Read {
+        peer: PeerKey,
+        block: BlockRef,
+        data: Option<Vec<u8>>,
+    },
+    Failed(String),
+}
+
+pub fn run(mut storage: Storage, mut jobs: mpsc::Receiver<Job>, done: mpsc::UnboundedSender<Done>) {
+    while let Some(job) = jobs.blocking_recv() {
+        let r = match job {
+            Job::Write {
+                piece,
+                begin,
+                data,
+                check,
+            } => storage.write(piece, begin, &data).and_then(|()| {
+                if let Some(digests) = check {
+                    let (ok, digests) = storage.check(piece, digests)?;
+                    let _ = done.send(Done::Checked { piece, ok, digests });
+                }
+                Ok(())
+            }),
+            Job::Read { peer, block } => {
+                let data = storage.read(block.piece, block.begin, block.len).ok();
+                let _ = done.send(Done::Read { peer, block, data });
+                Ok(())
+            }
+            Job::Resume(have) => storage.save_resume(&have),
+        };
+        if let Err(e) = r {
+            let _ = done.send(Done::Failed(e.to_string()));
+            return;
+        }
+    }
+}
