@@ -31,4 +31,7 @@ pub enum Error {
     /// The peer port could not be opened.
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
+    /// No peer delivered a magnet link's metadata.
+    #[error("cannot get metadata: {0}")]
+    Metadata(String),
 }

@@ -12,6 +12,7 @@ mod disk;
 pub mod engine;
 pub mod error;
 pub mod lsd;
+pub mod metadata;
 pub mod storage;
 pub mod tracker;
 pub mod webseed;

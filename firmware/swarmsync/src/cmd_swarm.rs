@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use swarm::engine::{self, Options};
+use torrent::magnet::Magnet;
 
 use crate::progress::Progress;
 
@@ -98,18 +99,104 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn download(args: &DownloadArgs) -> Result<ExitCode> {
-    if args.source.starts_with("magnet:") {
-        bail!("magnet links are not supported yet: download the .torrent file instead");
-    }
-    let meta = crate::cmd_torrent::load(Path::new(&args.source))?;
-    let mut opts = Options::new(args.dir.clone(), peer_id());
-    opts.peers = resolve(&args.peers)?;
+    let id = peer_id();
+    let mut peers = resolve(&args.peers)?;
+    let meta = if args.source.starts_with("magnet:") {
+        let magnet = Magnet::parse(&args.source).context("cannot read the magnet link")?;
+        for p in &magnet.peers {
+            match resolve(std::slice::from_ref(p)) {
+                Ok(a) => peers.extend(a),
+                Err(e) => tracing::warn!("ignoring x.pe={p}: {e:#}"),
+            }
+        }
+        let mut trackers = args.trackers.clone();
+        trackers.extend(magnet.trackers.iter().cloned());
+        let port = args.listen.map_or(0, |a| a.port());
+        let info = runtime()?.block_on(metadata(&magnet, peers.clone(), trackers, id, port))?;
+        if info.version == torrent::Version::V2
+            && info.real_files().any(|f| f.length > info.piece_length)
+        {
+            bail!(
+                "{}: a v2-only magnet link has no piece hashes to check big files with; \
+                 use the .torrent file (or a hybrid torrent's magnet)",
+                info.name
+            );
+        }
+        torrent::Metainfo {
+            info,
+            trackers: magnet.trackers.iter().map(|t| vec![t.clone()]).collect(),
+            web_seeds: magnet.web_seeds.clone(),
+            piece_layers: Default::default(),
+            creation_date: None,
+            created_by: None,
+            comment: None,
+        }
+    } else {
+        crate::cmd_torrent::load(Path::new(&args.source))?
+    };
+    let mut opts = Options::new(args.dir.clone(), id);
+    opts.peers = peers;
     opts.listen = args.listen;
     opts.seed = args.seed;
     opts.trackers = args.trackers.clone();
     opts.web_seeds = args.web_seeds.clone();
     opts.lsd = args.lsd.then(|| swarm::lsd::Config::new(0));
     run(meta, opts)
+}
+
+/// Gets a magnet's metadata from its peers and trackers.
+async fn metadata(
+    magnet: &Magnet,
+    peers: Vec<SocketAddr>,
+    trackers: Vec<String>,
+    peer_id: [u8; 20],
+    port: u16,
+) -> Result<torrent::Info> {
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    let info_hash = magnet.v1.or_else(|| {
+        magnet.v2.map(|h| {
+            let mut t = [0u8; 20];
+            t.copy_from_slice(&h[..20]);
+            t
+        })
+    });
+    if let Some(info_hash) = info_hash {
+        for url in trackers {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let req = swarm::tracker::Request {
+                    info_hash,
+                    peer_id,
+                    port,
+                    uploaded: 0,
+                    downloaded: 0,
+                    left: 1,
+                    event: swarm::tracker::Event::Started,
+                    numwant: Some(50),
+                    key: 0,
+                };
+                match swarm::tracker::announce(&url, &req).await {
+                    Ok(r) => {
+                        for p in r.peers {
+                            let _ = tx.send(p).await;
+                        }
+                    }
+                    Err(e) => tracing::warn!("{e}"),
+                }
+            });
+        }
+    }
+    drop(tx);
+    let name = magnet.name.clone().unwrap_or_else(|| "magnet".into());
+    swarm::metadata::fetch(
+        magnet,
+        peers,
+        rx,
+        peer_id,
+        std::time::Duration::from_secs(120),
+    )
+    .await
+    .with_context(|| format!("cannot start {name}"))
 }
 
 pub fn seed(args: &SeedArgs) -> Result<ExitCode> {
