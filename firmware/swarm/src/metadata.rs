@@ -127,10 +127,7 @@ async fn from_peer(
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         // Parse what we have.
-        loop {
-            let Some((msg, n)) = wire::decode(&rx, 1 << 20).map_err(|e| e.to_string())? else {
-                break;
-            };
+        while let Some((msg, n)) = wire::decode(&rx, 1 << 20).map_err(|e| e.to_string())? {
             let mut reply = Vec::new();
             if let Message::Extended { id, payload } = msg {
                 match ext::decode_extended(id, payload, &LOCAL_IDS).map_err(|e| e.to_string())? {
