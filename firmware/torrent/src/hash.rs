@@ -1,11 +1,22 @@
-//! SHA-1 and SHA-256 through `ring`.
+//! SHA-256 through `ring`, SHA-1 through RustCrypto's `sha1`.
 //!
-//! Why ring: its assembly uses the CPU's SHA extensions on x86_64 and NEON on
-//! the Cortex-A8, which is what makes hashing a 2 GB subset on a BeagleBone
-//! bearable. Every hasher here is streaming: callers feed slices, nothing ever
-//! holds a whole file.
+//! Why ring for SHA-256: its assembly uses the CPU's SHA extensions on
+//! x86_64 and NEON on the Cortex-A8, which is what makes hashing a 2 GB
+//! subset on a BeagleBone bearable; it matches `openssl speed`.
+//!
+//! Why not ring for SHA-1: ring 0.17 computes SHA-1 in portable Rust on every
+//! target (only SHA-2 has assembly), a quarter of OpenSSL's speed on a CPU
+//! with SHA extensions, and a hybrid torrent hashes every byte with both.
+//! The `sha1` crate detects SHA-NI at run time on x86_64 and falls back to
+//! portable Rust elsewhere (the Cortex-A8 has no SHA instructions, so there
+//! neither crate has more than that). Its `unsafe` stays inside it; this
+//! crate keeps `#![forbid(unsafe_code)]`. Figures: docs/benchmarks.md.
+//!
+//! Every hasher here is streaming: callers feed slices, nothing ever holds a
+//! whole file.
 
 use ring::digest;
+use sha1::Digest as _;
 
 /// A 20-byte SHA-1 digest (v1 pieces and v1 infohashes).
 pub type Sha1 = [u8; 20];
@@ -13,14 +24,8 @@ pub type Sha1 = [u8; 20];
 pub type Sha256 = [u8; 32];
 
 /// Streaming SHA-1 (BEP 3 piece hashes and v1 infohashes only).
-#[derive(Clone)]
-pub struct Sha1Hasher(digest::Context);
-
-impl Default for Sha1Hasher {
-    fn default() -> Self {
-        Self(digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY))
-    }
-}
+#[derive(Clone, Default)]
+pub struct Sha1Hasher(sha1::Sha1);
 
 impl Sha1Hasher {
     pub fn update(&mut self, data: &[u8]) {
@@ -28,9 +33,7 @@ impl Sha1Hasher {
     }
 
     pub fn finish(self) -> Sha1 {
-        let mut out = [0u8; 20];
-        out.copy_from_slice(self.0.finish().as_ref());
-        out
+        self.0.finalize().into()
     }
 }
 
@@ -117,6 +120,22 @@ mod tests {
         assert_eq!(
             to_hex(&sha256(b"abc")),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn sha1_streaming_matches_one_shot() {
+        // Split across the 64-byte block boundary and a long run, so the
+        // buffering of the streaming hasher is exercised.
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
+        let mut h = Sha1Hasher::default();
+        for part in [&data[..1], &data[1..63], &data[63..65], &data[65..]] {
+            h.update(part);
+        }
+        assert_eq!(h.finish(), sha1(&data));
+        assert_eq!(
+            to_hex(&sha1(&[0u8; 16384])),
+            "897256b6709e1a4da9daba92b6bde39ccfccd8c1"
         );
     }
 
