@@ -18,6 +18,13 @@ use torrent::picker::PeerKey;
 /// Read buffer per connection.
 const READ_BUF: usize = 64 * 1024;
 
+/// The rate limits a connection passes through (per torrent, global).
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    pub down: Vec<Arc<crate::rate::Limiter>>,
+    pub up: Vec<Arc<crate::rate::Limiter>>,
+}
+
 /// What connection tasks tell the engine.
 pub enum ConnEvent {
     Data(PeerKey, Vec<u8>),
@@ -71,7 +78,10 @@ impl Conn {
         stream: TcpStream,
         mut conn: Conn,
         tx: mpsc::Sender<ConnEvent>,
+        limits: &Limits,
     ) -> Conn {
+        let down = limits.down.clone();
+        let up = limits.up.clone();
         let _ = stream.set_nodelay(true);
         let (mut rd, mut wr) = stream.into_split();
         let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
@@ -88,6 +98,9 @@ impl Conn {
                         break;
                     }
                     Ok(n) => {
+                        for l in &down {
+                            l.take(n).await;
+                        }
                         if tx_r
                             .send(ConnEvent::Data(key, buf[..n].to_vec()))
                             .await
@@ -106,6 +119,9 @@ impl Conn {
         tokio::spawn(async move {
             while let Some(chunk) = wrx.recv().await {
                 let n = chunk.len();
+                for l in &up {
+                    l.take(n).await;
+                }
                 if let Err(e) = wr.write_all(&chunk).await {
                     let _ = tx.send(ConnEvent::Closed(key, e.to_string())).await;
                     break;

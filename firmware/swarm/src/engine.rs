@@ -63,6 +63,9 @@ pub struct Options {
     pub max_outgoing: usize,
     /// Connections at once, both directions.
     pub max_connections: usize,
+    /// Rate limits every connection of this torrent passes through (a
+    /// per-torrent limiter, and the process's global one).
+    pub limits: crate::conn::Limits,
 }
 
 impl Options {
@@ -80,6 +83,7 @@ impl Options {
             use_torrent_sources: true,
             max_outgoing: 30,
             max_connections: 100,
+            limits: crate::conn::Limits::default(),
         }
     }
 }
@@ -350,16 +354,18 @@ pub async fn run(
             && conns.len() < opts.max_connections
         {
             let dialed: HashSet<SocketAddr> = conns.values().filter_map(|c| c.dialed).collect();
-            let due: Vec<SocketAddr> = known
+            let mut due: Vec<SocketAddr> = known
                 .iter()
                 .filter(|a| {
                     !dialed.contains(a)
                         && !banned_addrs.contains(a)
                         && failed_at.get(a).is_none_or(|t| t.elapsed() >= REDIAL)
                 })
-                .take(opts.max_outgoing - outgoing)
                 .copied()
                 .collect();
+            // LAN peers first: the LAN is fast and free, the WAN is neither.
+            due.sort_by_key(|a| !is_lan(a));
+            due.truncate(opts.max_outgoing - outgoing);
             for a in due {
                 let key = next_key;
                 next_key += 1;
@@ -402,12 +408,12 @@ pub async fn run(
                     }
                     let key = next_key;
                     next_key += 1;
-                    conns.insert(key, Conn::start(key, stream, Conn::incoming(addr), conn_tx.clone()));
+                    conns.insert(key, Conn::start(key, stream, Conn::incoming(addr), conn_tx.clone(), &opts.limits));
                     session.add_peer(key, false, Instant::now());
                 }
                 Input::Dialed(key, Ok(stream)) => {
                     let Some(pending) = conns.remove(&key) else { continue };
-                    conns.insert(key, Conn::start(key, stream, pending, conn_tx.clone()));
+                    conns.insert(key, Conn::start(key, stream, pending, conn_tx.clone(), &opts.limits));
                     session.add_peer(key, true, Instant::now());
                 }
                 Input::Dialed(key, Err(reason)) => {
@@ -614,6 +620,18 @@ pub async fn run(
         });
     }
     Ok(summary)
+}
+
+/// Whether an address is on the local network (private, link-local,
+/// loopback or unique-local).
+pub fn is_lan(a: &SocketAddr) -> bool {
+    match a.ip() {
+        std::net::IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
 }
 
 /// BEP 10 messages: remember the peer's extension ids, serve metadata to

@@ -7,12 +7,13 @@
 #![forbid(unsafe_code)]
 
 pub mod announcer;
-mod conn;
+pub mod conn;
 mod disk;
 pub mod engine;
 pub mod error;
 pub mod lsd;
 pub mod metadata;
+pub mod rate;
 pub mod storage;
 pub mod tracker;
 pub mod webseed;

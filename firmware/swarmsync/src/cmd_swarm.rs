@@ -37,6 +37,39 @@ pub struct DownloadArgs {
     /// A BEP 19 web seed URL, besides the torrent's own (repeatable).
     #[arg(long = "web-seed", value_name = "URL")]
     web_seeds: Vec<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(clap::Args)]
+pub struct LimitArgs {
+    /// Download rate limit, e.g. 2MiB/s (default: off).
+    #[arg(long, value_name = "RATE")]
+    download_limit: Option<String>,
+    /// Upload rate limit, e.g. 500KiB/s (default: off).
+    #[arg(long, value_name = "RATE")]
+    upload_limit: Option<String>,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Result<swarm::conn::Limits> {
+        let one = |s: &Option<String>, what: &str| -> Result<Vec<Arc<swarm::rate::Limiter>>> {
+            match s {
+                None => Ok(Vec::new()),
+                Some(text) => match swarm::rate::parse_rate(text) {
+                    Some(Some(rate)) => Ok(vec![Arc::new(swarm::rate::Limiter::new(rate))]),
+                    Some(None) => Ok(Vec::new()),
+                    None => bail!(
+                        "bad --{what}-limit {text:?}\nuse a rate such as 2MiB/s, 500KiB/s or off"
+                    ),
+                },
+            }
+        };
+        Ok(swarm::conn::Limits {
+            down: one(&self.download_limit, "download")?,
+            up: one(&self.upload_limit, "upload")?,
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -57,6 +90,8 @@ pub struct SeedArgs {
     /// Announce on the LAN with local service discovery (BEP 14).
     #[arg(long)]
     lsd: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 /// An Azureus-style peer id: client and version, then random bytes.
@@ -141,6 +176,7 @@ pub fn download(args: &DownloadArgs) -> Result<ExitCode> {
     opts.trackers = args.trackers.clone();
     opts.web_seeds = args.web_seeds.clone();
     opts.lsd = args.lsd.then(|| swarm::lsd::Config::new(0));
+    opts.limits = args.limits.limits()?;
     run(meta, opts)
 }
 
@@ -207,6 +243,7 @@ pub fn seed(args: &SeedArgs) -> Result<ExitCode> {
     opts.seed = true;
     opts.trackers = args.trackers.clone();
     opts.lsd = args.lsd.then(|| swarm::lsd::Config::new(0));
+    opts.limits = args.limits.limits()?;
     run(meta, opts)
 }
 
