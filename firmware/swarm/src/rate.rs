@@ -8,7 +8,10 @@
 //! its TCP sender through flow control — nothing is buffered.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, so tests can run with paused time.
+use tokio::time::Instant;
 
 #[derive(Debug)]
 pub struct Limiter {
