@@ -37,7 +37,7 @@ pub struct InputFile {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub version: Version,
-    /// None picks [`auto_piece_length`].
+    /// None picks [`auto_piece_length_for`].
     pub piece_length: Option<u64>,
     pub trackers: Vec<String>,
     pub web_seeds: Vec<String>,
@@ -72,6 +72,41 @@ pub fn auto_piece_length(total: u64) -> u64 {
         .max(BLOCK_SIZE as u64)
         .next_power_of_two()
         .min(4 << 20)
+}
+
+/// Padding a hybrid may add on top of its data before the automatic piece
+/// length is halved: a quarter.
+const MAX_PAD_SHARE: (u64, u64) = (5, 4);
+
+/// The automatic piece length for `files` in a torrent of `version`.
+///
+/// v1 and v2 take [`auto_piece_length`] of the total. A multi-file hybrid
+/// pads every file to a piece boundary (BEP 47) and hashes the pad zeros
+/// with SHA-1, so its hashing work is Σ round_up(file, piece length), not
+/// the total: 20,000 files of a few KiB at 512 KiB pieces are 10 GB of
+/// zeros. Its piece length is halved while that sum is over 1.25 × the
+/// data, down to 16 KiB, and while the piece count stays within `max_pieces`.
+pub fn auto_piece_length_for(version: Version, files: &[InputFile], max_pieces: u64) -> u64 {
+    let total: u64 = files.iter().map(|f| f.length).sum();
+    let mut pl = auto_piece_length(total);
+    if version != Version::Hybrid || files.len() < 2 {
+        return pl;
+    }
+    let padded = |pl: u64| -> u128 {
+        files
+            .iter()
+            .map(|f| u128::from(f.length.div_ceil(pl)) * u128::from(pl))
+            .sum()
+    };
+    let budget = u128::from(total) * u128::from(MAX_PAD_SHARE.0) / u128::from(MAX_PAD_SHARE.1);
+    while pl > BLOCK_SIZE as u64 && padded(pl) > budget {
+        let half = pl / 2;
+        if padded(half) / u128::from(half) > u128::from(max_pieces) {
+            break;
+        }
+        pl = half;
+    }
+    pl
 }
 
 /// A validated, ordered file list with its piece layout.
@@ -117,10 +152,9 @@ impl Plan {
         if files.windows(2).any(|w| w[0].path == w[1].path) {
             return Err(field("files", "two files have the same path"));
         }
-        let total: u64 = files.iter().map(|f| f.length).sum();
         let piece_length = opts
             .piece_length
-            .unwrap_or_else(|| auto_piece_length(total));
+            .unwrap_or_else(|| auto_piece_length_for(opts.version, &files, limits.max_pieces));
         let pow2 = piece_length.is_power_of_two() && piece_length >= BLOCK_SIZE as u64;
         if !pow2 || piece_length > limits.max_piece_length {
             return Err(field(
@@ -750,6 +784,55 @@ mod tests {
         let a = create(&plan, &opts, &src, 1, &|_| {}).expect("a").0;
         let b = create(&plan, &opts, &src, 4, &|_| {}).expect("b").0;
         assert_eq!(a, b);
+    }
+
+    fn sized(lengths: &[u64]) -> Vec<InputFile> {
+        lengths
+            .iter()
+            .enumerate()
+            .map(|(i, len)| InputFile {
+                path: vec![format!("f{i}")],
+                length: *len,
+                executable: false,
+                symlink_target: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hybrid_auto_piece_length_counts_padding() {
+        let max = Limits::default().max_pieces;
+        // 20,000 files of 8 KiB: 160 MiB, 512 KiB by the total alone, but
+        // then 10 GB of pad zeros; padding cannot get under 1.25 × at any
+        // size, so the floor.
+        let small = sized(&[8192; 20_000]);
+        assert_eq!(auto_piece_length(20_000 * 8192), 512 << 10);
+        assert_eq!(auto_piece_length_for(Version::Hybrid, &small, max), 16384);
+        // v1 and v2 are unaffected.
+        assert_eq!(auto_piece_length_for(Version::V1, &small, max), 512 << 10);
+        assert_eq!(auto_piece_length_for(Version::V2, &small, max), 512 << 10);
+        // Large files: the padding is small at the total's piece length.
+        let big = sized(&[1 << 30, (1 << 30) + 1]);
+        let pl = auto_piece_length((2 << 30) + 1);
+        assert_eq!(auto_piece_length_for(Version::Hybrid, &big, max), pl);
+        // One file is never padded.
+        let one = sized(&[100]);
+        assert_eq!(auto_piece_length_for(Version::Hybrid, &one, max), 16384);
+        // In between: 256 files of 100 KiB and one of 64 MiB: 256 KiB by
+        // the total, 128 KiB counting the padding.
+        let mut mixed = vec![100 << 10; 256];
+        mixed.push(64 << 20);
+        let mixed = sized(&mixed);
+        let pl = auto_piece_length_for(Version::Hybrid, &mixed, max);
+        let padded: u64 = mixed.iter().map(|f| f.length.div_ceil(pl) * pl).sum();
+        let total: u64 = mixed.iter().map(|f| f.length).sum();
+        assert!(padded * 4 <= total * 5, "{pl}: {padded} vs {total}");
+        assert_eq!((pl, auto_piece_length(total)), (128 << 10, 256 << 10));
+        // The piece-count limit stops the halving.
+        assert_eq!(
+            auto_piece_length_for(Version::Hybrid, &small, 19_999),
+            512 << 10
+        );
     }
 
     #[test]
