@@ -1,3 +1,4 @@
 //! End-to-end tests: one test binary, one module per area.
 mod libtorrent;
 mod store_crash;
+mod swarm;
