@@ -20,7 +20,7 @@ defaults (uTP, encryption) cost throughput on loopback.
        [--recheck]
       Downloads into SAVE_PATH from the given peers (it also accepts
       incoming peers on its port, printed as `port: N`), then prints
-      `seconds: S` (add to finished), `downloaded: BYTES` (payload) and, with
+      `seconds: S` (add to finished and written), `downloaded: BYTES` (payload) and, with
       --recheck, re-hashes everything and prints `pieces: valid/total`.
       Exits 0 only when complete (and, with --recheck, every piece valid).
 
@@ -236,6 +236,16 @@ def cmd_leech(a):
             for p in a.peer:
                 if not connected_to(h, p):
                     connect(h, p)
+        ses.wait_for_alert(20)
+    # A passed hash check does not mean the block is written yet (libtorrent
+    # hashes from its store buffer): wait until every disk job is done, or
+    # an exit right now loses the last blocks.
+    h.flush_cache()
+    while True:
+        if any(isinstance(al, lt.cache_flushed_alert) for al in check_errors(ses, [h])):
+            break
+        if time.monotonic() > deadline:
+            die("the disk cache was not flushed within %.0f s" % a.timeout)
         ses.wait_for_alert(20)
     elapsed = time.monotonic() - started
     st = h.status()
