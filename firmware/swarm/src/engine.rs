@@ -179,6 +179,7 @@ pub async fn run(
         opts.config.clone(),
         u64::from_le_bytes(seed_rng),
     );
+    session.set_piece_layers(&meta.piece_layers, meta.info.piece_length);
     let total_bytes: u64 = (0..piece_count)
         .map(|p| u64::from(layout.data_len(p)))
         .sum();

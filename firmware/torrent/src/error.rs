@@ -49,6 +49,10 @@ pub enum Error {
     /// message names none of them.
     #[error("metadata from peer did not match the infohash")]
     MetadataMismatch,
+    /// A BEP 52 hashes message that does not prove what it claims (wrong
+    /// size, bad padding, or hashes that do not lead to the pieces root).
+    #[error("bad hashes from peer: {0}")]
+    Hashes(String),
     /// Reading a file while creating or verifying a torrent failed.
     #[error("{path}: {reason}")]
     Io { path: String, reason: String },

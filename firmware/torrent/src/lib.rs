@@ -14,6 +14,7 @@ pub mod create;
 mod error;
 pub mod ext;
 pub mod hash;
+pub mod hashes;
 pub mod layout;
 pub mod magnet;
 pub mod merkle;

@@ -23,10 +23,12 @@
 //! - a peer that sent the only data of a piece that failed its hash check,
 //!   or a block that differed from the verified one, is banned.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::bitfield::Bitfield;
+use crate::hash::Sha256;
+use crate::hashes::PieceTree;
 use crate::layout::Layout;
 use crate::picker::{BlockOutcome, BlockRef, PeerKey, Picker};
 use crate::wire::{self, Handshake, Message, Reserved, WireError};
@@ -184,6 +186,8 @@ pub struct Session {
     round: u64,
     stats: Stats,
     completed_reported: bool,
+    /// Trees to answer BEP 52 hash requests from, by pieces root.
+    hash_trees: BTreeMap<Sha256, PieceTree>,
 }
 
 impl Session {
@@ -202,7 +206,23 @@ impl Session {
             round: 0,
             stats: Stats::default(),
             completed_reported: false,
+            hash_trees: BTreeMap::new(),
         }
+    }
+
+    /// The piece layers (by pieces root) to answer BEP 52 hash requests
+    /// from, for `piece_len`-byte pieces: the torrent's own, or the ones
+    /// fetched for a magnet link. Without them every hash request gets a
+    /// hash reject. A layer that does not hash to its root is left out.
+    /// Costs about 64 bytes per piece.
+    pub fn set_piece_layers(&mut self, layers: &BTreeMap<Sha256, Vec<Sha256>>, piece_len: u64) {
+        self.hash_trees = layers
+            .iter()
+            .filter_map(|(root, layer)| {
+                let tree = PieceTree::new(layer, piece_len)?;
+                (tree.root() == *root).then_some((*root, tree))
+            })
+            .collect();
     }
 
     pub fn picker(&self) -> &Picker {
@@ -659,8 +679,24 @@ impl Session {
                 });
             }
             Message::HashRequest(r) => {
-                // We do not serve hashes yet: say so rather than stay silent.
-                send(&mut peer.tx, &Message::HashReject(r));
+                // Answers are up to ~17 KiB for a 48-byte request: serve only
+                // while the peer reads what we send, reject otherwise.
+                let answer = (peer.tx.len() < self.config.max_message as usize)
+                    .then(|| self.hash_trees.get(&r.pieces_root)?.serve(&r))
+                    .flatten();
+                match answer {
+                    Some(hashes) => {
+                        let bytes = hashes.concat();
+                        send(
+                            &mut peer.tx,
+                            &Message::Hashes {
+                                req: r,
+                                hashes: &bytes,
+                            },
+                        );
+                    }
+                    None => send(&mut peer.tx, &Message::HashReject(r)),
+                }
             }
             Message::Hashes { .. } | Message::HashReject(_) => {}
         }
@@ -1297,5 +1333,82 @@ mod tests {
             }
         }
         assert!(saw.is_some_and(|r| r.contains("limit")));
+    }
+
+    /// What `n` sends to peer 9 for `msgs` after a handshake: the hash
+    /// messages only.
+    fn hash_answers(n: &mut Node, meta: &Metainfo, msgs: &[Message<'_>]) -> Vec<Vec<u8>> {
+        let now = Instant::now();
+        n.s.add_peer(9, false, now);
+        let hs = Handshake {
+            reserved: Reserved::default(),
+            info_hash: meta.info.v1_infohash.unwrap_or_default(),
+            peer_id: [9; 20],
+        };
+        let mut bytes = hs.encode().to_vec();
+        for m in msgs {
+            wire::encode(m, &mut bytes);
+        }
+        n.s.handle_input(9, &bytes, now);
+        while n.s.poll_event().is_some() {}
+        let mut out = Vec::new();
+        n.s.poll_transmit(9, &mut out, now);
+        let mut rest = &out[wire::HANDSHAKE_LEN..];
+        let mut answers = Vec::new();
+        while let Some((m, used)) = wire::decode(rest, 1 << 20).expect("valid") {
+            if matches!(m, Message::Hashes { .. } | Message::HashReject(_)) {
+                answers.push(rest[..used].to_vec());
+            }
+            rest = &rest[used..];
+        }
+        answers
+    }
+
+    #[test]
+    fn hash_requests_are_answered_from_piece_layers() {
+        let (meta, _) = torrent();
+        let file = meta
+            .info
+            .real_files()
+            .find(|f| f.length > meta.info.piece_length)
+            .expect("a multi-piece file")
+            .clone();
+        let root = file.pieces_root.expect("v2");
+        let reqs = crate::hashes::piece_layer_requests(root, file.length, meta.info.piece_length);
+        let unknown = wire::HashRequest {
+            pieces_root: [3; 32],
+            ..reqs[0]
+        };
+        let mut msgs: Vec<Message<'_>> = reqs.iter().map(|r| Message::HashRequest(*r)).collect();
+        msgs.push(Message::HashRequest(unknown));
+
+        // Without piece layers: rejects only.
+        let mut n = node(&meta, true, 1);
+        let answers = hash_answers(&mut n, &meta, &msgs);
+        assert_eq!(answers.len(), msgs.len());
+        for a in &answers {
+            assert!(matches!(
+                wire::decode(a, 1 << 20),
+                Ok(Some((Message::HashReject(_), _)))
+            ));
+        }
+
+        let mut n = node(&meta, true, 1);
+        n.s.set_piece_layers(&meta.piece_layers, meta.info.piece_length);
+        let answers = hash_answers(&mut n, &meta, &msgs);
+        assert_eq!(answers.len(), msgs.len());
+        let mut layer = Vec::new();
+        for (a, r) in answers.iter().zip(&reqs) {
+            let Ok(Some((Message::Hashes { req, hashes }, _))) = wire::decode(a, 1 << 20) else {
+                panic!("expected hashes for {r:?}");
+            };
+            assert_eq!(req, *r);
+            layer.extend(crate::hashes::verify(&root, file.length, &req, hashes).expect("proof"));
+        }
+        assert_eq!(Some(&layer), meta.piece_layers.get(&root));
+        assert!(matches!(
+            wire::decode(answers.last().expect("last"), 1 << 20),
+            Ok(Some((Message::HashReject(r), _))) if r == unknown
+        ));
     }
 }
