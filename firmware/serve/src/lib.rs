@@ -1,0 +1,102 @@
+//! swarmsync's LAN HTTP server: serves snapshot trees to apt, dnf, curl and
+//! browsers.
+//!
+//! The node's users never see BitTorrent; they see a plain HTTP mirror, so
+//! this crate has to be as correct as the static file servers those clients
+//! were tested against: percent-decoded paths, single byte ranges with
+//! If-Range (apt and curl resume partial downloads with them), strong ETags,
+//! Last-Modified, 304/412/416 and directory listings.
+//!
+//! It serves files from directories on disk ([`Mount`]), nothing more. The
+//! node points each mount's root at `<data>/current` of a channel; because
+//! `current` is a symlink switched atomically, each request resolves it
+//! once and is served entirely from the snapshot it found.
+//!
+//! Modules, in the order a request meets them:
+//! - `server`: accept loop, connection cap, timeouts, graceful shutdown;
+//! - `path`: request path → file, refusing every way out of the root;
+//! - `cond`: preconditions and ranges, pure functions of headers;
+//! - `service`: the handler that ties them to the file system;
+//! - `listing`, `body`: directory pages and streamed file bodies.
+//!
+//! Trust boundary: everything in a request is attacker-controlled (any host
+//! on the LAN can connect). What bounds it: header count and size, URI length,
+//! a header-read timeout (slowloris) and an idle timeout, a cap on
+//! connections, bodies streamed in fixed chunks, and path resolution that
+//! can only name files under a mount's root. Read-only: only GET and HEAD.
+#![forbid(unsafe_code)]
+
+mod body;
+mod cond;
+mod error;
+mod listing;
+mod path;
+mod server;
+mod service;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use error::Error;
+pub use server::run;
+
+/// One URL prefix served from one directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// URL path prefix, `/` followed by plain segments, no trailing slash
+    /// (`/debian`); `/` alone mounts at the top.
+    pub prefix: String,
+    /// Directory served under the prefix; must be absolute. It may be a
+    /// symlink (`<data>/current`) and need not exist yet: until it does,
+    /// requests under the prefix get 404.
+    pub root: PathBuf,
+}
+
+impl Mount {
+    /// A mount of `root` at `prefix`.
+    pub fn new(prefix: impl Into<String>, root: impl Into<PathBuf>) -> Self {
+        Mount {
+            prefix: prefix.into(),
+            root: root.into(),
+        }
+    }
+}
+
+/// Limits and timeouts. The defaults suit a 512 MiB board on a home LAN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Connections served at once. Past it, a new connection gets a
+    /// one-line 503 and is closed, so existing clients keep their share.
+    pub max_connections: usize,
+    /// Time a client has to send a complete request head, also between
+    /// requests on a kept-alive connection (slowloris bound).
+    pub header_read_timeout: Duration,
+    /// A connection with no bytes moving either way for this long is
+    /// closed (a client that stopped reading a response).
+    pub idle_timeout: Duration,
+    /// Most request header fields (more: 431).
+    pub max_headers: usize,
+    /// Most bytes in a request head, request line included (more: 431).
+    pub max_header_bytes: usize,
+    /// Longest request target in bytes (longer: 414).
+    pub max_uri_bytes: usize,
+    /// Bytes read from a file per body chunk.
+    pub chunk_size: usize,
+    /// How long shutdown waits for in-flight responses before dropping them.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(60),
+            max_headers: 64,
+            max_header_bytes: 16 * 1024,
+            max_uri_bytes: 8 * 1024,
+            chunk_size: 64 * 1024,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}

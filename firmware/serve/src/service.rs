@@ -1,0 +1,464 @@
+//! The request handler: method and size checks, mount lookup, then a file,
+//! a directory listing or an error status.
+//!
+//! All file-system work for one request (resolving the path, reading
+//! metadata, opening the file or reading the directory) happens in a single
+//! blocking task, so the reactor thread never waits on the disk and a
+//! request costs one hop to the blocking pool, not several.
+
+use std::convert::Infallible;
+use std::io::SeekFrom;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::io::AsyncSeekExt;
+
+use crate::body::{Body, content_type};
+use crate::cond::{self, Precondition, RangeDecision, Validators};
+use crate::listing::{self, Entry};
+use crate::path::{self, Decoded};
+use crate::{Config, Error, Mount};
+
+/// A validated mount.
+#[derive(Debug)]
+struct Mounted {
+    segments: Vec<String>,
+    root: PathBuf,
+}
+
+/// What every connection shares: mounts and settings.
+#[derive(Debug)]
+pub struct Shared {
+    mounts: Vec<Mounted>,
+    pub config: Config,
+}
+
+impl Shared {
+    /// Validates mounts and settings.
+    pub fn new(mounts: Vec<Mount>, config: Config) -> Result<Self, Error> {
+        let checks: [(&'static str, bool, &'static str); 5] = [
+            (
+                "max_connections",
+                config.max_connections >= 1 && config.max_connections <= 1 << 20,
+                "1 to 1048576",
+            ),
+            ("max_headers", config.max_headers >= 8, "at least 8"),
+            (
+                "max_header_bytes",
+                config.max_header_bytes >= 1024,
+                "at least 1024",
+            ),
+            ("max_uri_bytes", config.max_uri_bytes >= 256, "at least 256"),
+            (
+                "chunk_size",
+                config.chunk_size >= 512 && config.chunk_size <= 16 << 20,
+                "512 B to 16 MiB",
+            ),
+        ];
+        for (name, ok, reason) in checks {
+            if !ok {
+                return Err(Error::Config { name, reason });
+            }
+        }
+        let mut out: Vec<Mounted> = Vec::with_capacity(mounts.len());
+        for m in mounts {
+            let bad = |reason| Error::MountPrefix {
+                prefix: m.prefix.clone(),
+                reason,
+            };
+            if !m.prefix.starts_with('/') {
+                return Err(bad("it must start with /"));
+            }
+            if m.prefix.len() > 1 && m.prefix.ends_with('/') {
+                return Err(bad("it must not end with /"));
+            }
+            if m.prefix.contains("//") {
+                return Err(bad("it has an empty segment"));
+            }
+            let decoded = path::decode(&m.prefix)
+                .map_err(|_| bad("it has a dot segment or a character that needs escaping"))?;
+            if decoded
+                .segments
+                .iter()
+                .any(|s| s.contains(['%', '?', '#', ' ']))
+            {
+                return Err(bad("it has a character that needs escaping"));
+            }
+            if !m.root.is_absolute() {
+                return Err(Error::RelativeRoot(m.root));
+            }
+            if out.iter().any(|o| o.segments == decoded.segments) {
+                return Err(Error::DuplicateMount(m.prefix));
+            }
+            if !m.root.is_dir() {
+                tracing::warn!(
+                    "http: mount {} root {} is not a directory yet",
+                    m.prefix,
+                    m.root.display()
+                );
+            }
+            out.push(Mounted {
+                segments: decoded.segments,
+                root: m.root,
+            });
+        }
+        // Longest prefix first, so /debian/security wins over /debian.
+        out.sort_by_key(|m| std::cmp::Reverse(m.segments.len()));
+        Ok(Shared {
+            mounts: out,
+            config,
+        })
+    }
+
+    fn mount_for<'a>(&self, segments: &'a [String]) -> Option<(&Mounted, &'a [String])> {
+        self.mounts.iter().find_map(|m| {
+            segments
+                .strip_prefix(m.segments.as_slice())
+                .map(|rest| (m, rest))
+        })
+    }
+}
+
+/// The result of the blocking part of a request.
+enum Lookup {
+    NotFound,
+    Forbidden,
+    File(std::fs::File, std::fs::Metadata),
+    Dir(Vec<Entry>, bool),
+    /// A directory asked for without its trailing slash.
+    DirRedirect,
+}
+
+fn status(code: StatusCode, head: bool) -> Response<Body> {
+    let body = if head {
+        Body::Empty
+    } else {
+        let reason = code.canonical_reason().unwrap_or("");
+        Body::bytes(format!(
+            "{} {}\n",
+            code.as_u16(),
+            reason.to_ascii_lowercase()
+        ))
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = code;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// Serves one request. Never fails: every problem is a status code.
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    Ok(respond(&shared, &req).await)
+}
+
+async fn respond(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
+    let head = req.method() == Method::HEAD;
+    let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target_len > shared.config.max_uri_bytes {
+        return status(StatusCode::URI_TOO_LONG, head);
+    }
+    if req.method() != Method::GET && !head {
+        let mut resp = status(StatusCode::METHOD_NOT_ALLOWED, false);
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
+    }
+    let decoded = match path::decode(req.uri().path()) {
+        Ok(d) => d,
+        Err(reject) => {
+            tracing::debug!("http: refused path {:?}: {reject:?}", req.uri().path());
+            return status(StatusCode::BAD_REQUEST, head);
+        }
+    };
+    let Some((mount, rest)) = shared.mount_for(&decoded.segments) else {
+        return status(StatusCode::NOT_FOUND, head);
+    };
+    let root = mount.root.clone();
+    let rest = rest.to_vec();
+    let trailing = decoded.trailing_slash;
+    let found = tokio::task::spawn_blocking(move || lookup(&root, &rest, trailing)).await;
+    let found = match found {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => {
+            tracing::warn!("http: {}: {e}", req.uri().path());
+            return status(StatusCode::INTERNAL_SERVER_ERROR, head);
+        }
+        Err(e) => {
+            tracing::warn!("http: lookup task failed: {e}");
+            return status(StatusCode::INTERNAL_SERVER_ERROR, head);
+        }
+    };
+    match found {
+        Lookup::NotFound => status(StatusCode::NOT_FOUND, head),
+        Lookup::Forbidden => status(StatusCode::FORBIDDEN, head),
+        Lookup::DirRedirect => redirect(&decoded, req.uri().query(), head),
+        Lookup::Dir(entries, truncated) => {
+            listing_response(req, &decoded, &entries, truncated, head)
+        }
+        Lookup::File(file, meta) => file_response(shared, req, file, &meta, &decoded, head).await,
+    }
+}
+
+/// Blocking: resolves, stats and opens.
+fn lookup(root: &std::path::Path, rest: &[String], trailing: bool) -> std::io::Result<Lookup> {
+    let resolved = match path::resolve(root, rest) {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(Lookup::NotFound),
+        // The root itself is missing (no snapshot yet).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lookup::NotFound),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(Lookup::Forbidden),
+        Err(e) => return Err(e),
+    };
+    let meta = std::fs::metadata(&resolved.path)?;
+    if meta.is_dir() {
+        if !trailing {
+            return Ok(Lookup::DirRedirect);
+        }
+        return match listing::read(&resolved.root, &resolved.path) {
+            Ok((entries, truncated)) => Ok(Lookup::Dir(entries, truncated)),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(Lookup::Forbidden),
+            Err(e) => Err(e),
+        };
+    }
+    // Never open FIFOs or devices: opening a FIFO blocks.
+    if !meta.is_file() {
+        return Ok(Lookup::NotFound);
+    }
+    if trailing {
+        return Ok(Lookup::NotFound);
+    }
+    match std::fs::File::open(&resolved.path) {
+        Ok(file) => {
+            // Metadata from the open file, so validators and length describe
+            // exactly what will be read.
+            let meta = file.metadata()?;
+            Ok(Lookup::File(file, meta))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(Lookup::Forbidden),
+        Err(e) => Err(e),
+    }
+}
+
+fn encoded_path(decoded: &Decoded) -> String {
+    let mut out = String::new();
+    for s in &decoded.segments {
+        out.push('/');
+        out.push_str(&listing::encode_segment(s));
+    }
+    out
+}
+
+fn redirect(decoded: &Decoded, query: Option<&str>, head: bool) -> Response<Body> {
+    let mut location = encoded_path(decoded);
+    location.push('/');
+    if let Some(q) = query {
+        location.push('?');
+        location.push_str(q);
+    }
+    let mut resp = status(StatusCode::MOVED_PERMANENTLY, head);
+    // Built only from re-encoded segments and the query hyper already
+    // validated, so it is a valid header value; if not, a 404 is safer.
+    match HeaderValue::from_str(&location) {
+        Ok(v) => {
+            resp.headers_mut().insert(header::LOCATION, v);
+            resp
+        }
+        Err(_) => status(StatusCode::NOT_FOUND, head),
+    }
+}
+
+fn wants_json(req: &Request<Incoming>) -> bool {
+    let query = req.uri().query().unwrap_or("");
+    if query.split('&').any(|kv| kv == "format=json") {
+        return true;
+    }
+    req.headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().starts_with("application/json"))
+        })
+}
+
+fn listing_response(
+    req: &Request<Incoming>,
+    decoded: &Decoded,
+    entries: &[Entry],
+    truncated: bool,
+    head: bool,
+) -> Response<Body> {
+    let mut url_path = decoded.segments.iter().fold(String::new(), |mut acc, s| {
+        acc.push('/');
+        acc.push_str(s);
+        acc
+    });
+    url_path.push('/');
+    let (text, ctype) = if wants_json(req) {
+        (
+            listing::json(&url_path, entries, truncated),
+            "application/json",
+        )
+    } else {
+        (
+            listing::html(&url_path, entries, truncated),
+            "text/html; charset=utf-8",
+        )
+    };
+    let len = text.len();
+    let mut resp = Response::new(if head { Body::Empty } else { Body::bytes(text) });
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::VARY, HeaderValue::from_static("accept"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+async fn file_response(
+    shared: &Shared,
+    req: &Request<Incoming>,
+    file: std::fs::File,
+    meta: &std::fs::Metadata,
+    decoded: &Decoded,
+    head: bool,
+) -> Response<Body> {
+    let v = Validators::from_metadata(meta);
+    let len = meta.len();
+    let name = decoded.segments.last().map_or("", String::as_str);
+    let mut resp = Response::new(Body::Empty);
+    {
+        let h = resp.headers_mut();
+        if let Ok(etag) = HeaderValue::from_str(&v.etag) {
+            h.insert(header::ETAG, etag);
+        }
+        if let Ok(lm) = HeaderValue::from_str(&v.last_modified()) {
+            h.insert(header::LAST_MODIFIED, lm);
+        }
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    }
+    match cond::evaluate(req.headers(), &v) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => {
+            *resp.status_mut() = StatusCode::NOT_MODIFIED;
+            return resp;
+        }
+        Precondition::Failed => {
+            let mut failed = status(StatusCode::PRECONDITION_FAILED, head);
+            failed.headers_mut().extend(resp.headers().clone());
+            return failed;
+        }
+    }
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(name)),
+    );
+    // Range applies to GET only (RFC 9110 §14.2).
+    let decision = if head {
+        RangeDecision::Full
+    } else {
+        cond::range(req.headers(), &v, len)
+    };
+    let (start, count) = match decision {
+        RangeDecision::Full => (0, len),
+        RangeDecision::Partial { start, end } => {
+            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            if let Ok(cr) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, cr);
+            }
+            (start, end - start + 1)
+        }
+        RangeDecision::Unsatisfiable => {
+            let mut r = status(StatusCode::RANGE_NOT_SATISFIABLE, head);
+            if let Ok(cr) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, cr);
+            }
+            r.headers_mut()
+                .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            return r;
+        }
+    };
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    if head {
+        return resp;
+    }
+    let mut file = tokio::fs::File::from_std(file);
+    if start > 0
+        && let Err(e) = file.seek(SeekFrom::Start(start)).await
+    {
+        tracing::warn!("http: seek in {}: {e}", req.uri().path());
+        return status(StatusCode::INTERNAL_SERVER_ERROR, head);
+    }
+    *resp.body_mut() = Body::file(file, count, shared.config.chunk_size);
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_validation() {
+        let ok = |p: &str| Shared::new(vec![Mount::new(p, "/srv")], Config::default()).is_ok();
+        assert!(ok("/debian"));
+        assert!(ok("/"));
+        assert!(ok("/a/b-c_d.e"));
+        for bad in [
+            "debian", "/debian/", "//x", "/a/../b", "/a%2fb", "/a b", "/a?b", "",
+        ] {
+            assert!(!ok(bad), "{bad:?}");
+        }
+        let rel = Shared::new(vec![Mount::new("/d", "srv")], Config::default());
+        assert!(matches!(rel, Err(Error::RelativeRoot(_))));
+        let dup = Shared::new(
+            vec![Mount::new("/d", "/a"), Mount::new("/d", "/b")],
+            Config::default(),
+        );
+        assert!(matches!(dup, Err(Error::DuplicateMount(_))));
+        let zero = Config {
+            max_connections: 0,
+            ..Config::default()
+        };
+        assert!(matches!(
+            Shared::new(vec![], zero),
+            Err(Error::Config { .. })
+        ));
+    }
+
+    #[test]
+    fn longest_prefix_wins() -> Result<(), Error> {
+        let s = Shared::new(
+            vec![
+                Mount::new("/", "/r"),
+                Mount::new("/debian", "/d"),
+                Mount::new("/debian/security", "/s"),
+            ],
+            Config::default(),
+        )?;
+        let seg = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let root = |p: &[&str]| {
+            let segs = seg(p);
+            s.mount_for(&segs)
+                .map(|(m, rest)| (m.root.clone(), rest.len()))
+        };
+        assert_eq!(
+            root(&["debian", "security", "x"]),
+            Some((PathBuf::from("/s"), 1))
+        );
+        assert_eq!(root(&["debian", "x"]), Some((PathBuf::from("/d"), 1)));
+        assert_eq!(root(&["debianx"]), Some((PathBuf::from("/r"), 1)));
+        assert_eq!(root(&[]), Some((PathBuf::from("/r"), 0)));
+        Ok(())
+    }
+}
