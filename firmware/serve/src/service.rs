@@ -166,6 +166,17 @@ async fn respond(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
     if target_len > shared.config.max_uri_bytes {
         return status(StatusCode::URI_TOO_LONG, head);
     }
+    // A GET or HEAD has no business sending a chunked body, and
+    // Transfer-Encoding beside Content-Length is the request-smuggling shape
+    // (RFC 9112 §6.1). hyper already lets Transfer-Encoding win, drops
+    // Content-Length and closes after the response; we refuse the request
+    // outright, which also covers the conflict hyper hides from us.
+    if req.headers().contains_key(header::TRANSFER_ENCODING) {
+        let mut resp = status(StatusCode::BAD_REQUEST, head);
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
+    }
     if req.method() != Method::GET && !head {
         let mut resp = status(StatusCode::METHOD_NOT_ALLOWED, false);
         resp.headers_mut()

@@ -1,0 +1,11 @@
+//! Cross-process tests of the LAN HTTP server: a real server on
+//! 127.0.0.1:0 in its own thread and runtime, and clients that are raw TCP
+//! sockets (so nothing normalises the hostile requests) or real programs
+//! (curl, wget, apt-get). Network: loopback only. Tools come from
+//! tools/setup.
+
+mod clients;
+mod hostile;
+mod limits;
+mod semantics;
+mod util;
