@@ -4,6 +4,7 @@
 //! (curl, wget, apt-get). Network: loopback only. Tools come from
 //! tools/setup.
 
+mod apt;
 mod clients;
 mod hostile;
 mod limits;
