@@ -113,6 +113,20 @@ impl Shared {
         })
     }
 
+    /// Names one level below `segments` that lead to mounts, when
+    /// `segments` is a strict prefix of at least one mount (the virtual
+    /// directories above the mounts, such as `/`).
+    fn virtual_children(&self, segments: &[String]) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .mounts
+            .iter()
+            .filter_map(|m| m.segments.strip_prefix(segments)?.first().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     fn mount_for<'a>(&self, segments: &'a [String]) -> Option<(&Mounted, &'a [String])> {
         self.mounts.iter().find_map(|m| {
             segments
@@ -191,7 +205,23 @@ async fn respond(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
         }
     };
     let Some((mount, rest)) = shared.mount_for(&decoded.segments) else {
-        return status(StatusCode::NOT_FOUND, head);
+        let children = shared.virtual_children(&decoded.segments);
+        if children.is_empty() {
+            return status(StatusCode::NOT_FOUND, head);
+        }
+        if !decoded.trailing_slash && !decoded.segments.is_empty() {
+            return redirect(&decoded, req.uri().query(), head);
+        }
+        let entries: Vec<Entry> = children
+            .into_iter()
+            .map(|name| Entry {
+                name,
+                dir: true,
+                size: 0,
+                mtime: 0,
+            })
+            .collect();
+        return listing_response(req, &decoded, &entries, false, head);
     };
     let root = mount.root.clone();
     let rest = rest.to_vec();
@@ -470,6 +500,24 @@ mod tests {
         assert_eq!(root(&["debian", "x"]), Some((PathBuf::from("/d"), 1)));
         assert_eq!(root(&["debianx"]), Some((PathBuf::from("/r"), 1)));
         assert_eq!(root(&[]), Some((PathBuf::from("/r"), 0)));
+        Ok(())
+    }
+
+    #[test]
+    fn virtual_directories_above_mounts() -> Result<(), Error> {
+        let s = Shared::new(
+            vec![
+                Mount::new("/debian", "/d"),
+                Mount::new("/rpm/fedora", "/f"),
+                Mount::new("/rpm/alma", "/a"),
+            ],
+            Config::default(),
+        )?;
+        let seg = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(s.virtual_children(&[]), ["debian", "rpm"]);
+        assert_eq!(s.virtual_children(&seg(&["rpm"])), ["alma", "fedora"]);
+        assert!(s.virtual_children(&seg(&["debian"])).is_empty());
+        assert!(s.virtual_children(&seg(&["other"])).is_empty());
         Ok(())
     }
 }

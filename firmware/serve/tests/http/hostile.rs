@@ -77,6 +77,8 @@ fn hostile_requests_never_leave_the_root() {
         ("symlink dir out listing", req("/debian/link-up/"), 404),
         ("symlink to root, then ..", req("/debian/dir/link-root/../secret.txt"), 400),
         ("symlink to root, then out", req("/debian/dir/link-root/link-out"), 404),
+        ("symlink to a device", req("/debian/dev-zero"), 404),
+        ("named pipe", req("/debian/fifo"), 404),
         // Outside any mount, odd targets.
         ("no mount", req("/secret.txt"), 404),
         ("absolute path of secret", req(&format!("/debian{}", secret_abs.display())), 404),

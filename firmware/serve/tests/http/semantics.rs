@@ -207,6 +207,9 @@ fn listings_and_redirects() {
         Some("/debian/dir%20with%20space/?format=json")
     );
 
+    let r = get(s.addr, "/debian", &[]);
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("/debian/"));
     let r = get(s.addr, "/debian/", &[]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
@@ -215,7 +218,7 @@ fn listings_and_redirects() {
     assert!(page.contains("href=\"dir%20with%20space/\""));
     assert!(page.contains("href=\"a%2Bb_1.0.deb\""));
     assert!(page.contains("href=\"link-in\""));
-    for hidden in ["link-out", "link-abs", "link-up"] {
+    for hidden in ["link-out", "link-abs", "link-up", "dev-zero", "fifo"] {
         assert!(!page.contains(hidden), "{hidden} listed");
     }
 
@@ -230,7 +233,13 @@ fn listings_and_redirects() {
     assert!(text.contains("{\"name\":\"link-root\",\"type\":\"dir\",\"size\":0,"));
     let j = get(s.addr, "/debian/dir/", &[("Accept", "application/json")]);
     assert_eq!(j.header("content-type"), Some("application/json"));
-    assert_eq!(get(s.addr, "/", &[]).status, 404);
+    // Above the mounts: a listing of them.
+    let top = get(s.addr, "/", &[]);
+    assert_eq!(top.status, 200);
+    assert!(String::from_utf8_lossy(&top.body).contains("href=\"debian/\""));
+    let top = get(s.addr, "/?format=json", &[]);
+    assert!(String::from_utf8_lossy(&top.body).contains("{\"name\":\"debian\",\"type\":\"dir\""));
+    assert_eq!(get(s.addr, "/other/", &[]).status, 404);
 }
 
 #[test]

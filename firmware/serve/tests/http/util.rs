@@ -89,6 +89,8 @@ impl Drop for Server {
 /// tmp/root/link-abs -> /…/tmp/secret.txt
 /// tmp/root/link-up -> ..
 /// tmp/root/dir/link-root -> ..   (inside: the root itself)
+/// tmp/root/dev-zero -> /dev/zero
+/// tmp/root/fifo                  a named pipe (opening it would block)
 /// ```
 pub struct Tree {
     pub tmp: tempfile::TempDir,
@@ -122,6 +124,11 @@ impl Tree {
         link(&tmp.path().join("secret.txt"), "link-abs");
         link(Path::new(".."), "link-up");
         link(Path::new(".."), "dir/link-root");
+        link(Path::new("/dev/zero"), "dev-zero");
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(root.join("fifo"))
+            .status();
+        assert!(fifo.is_ok_and(|s| s.success()), "mkfifo failed");
         Tree { tmp, root }
     }
 
