@@ -2,3 +2,4 @@
 mod libtorrent;
 mod store_crash;
 mod swarm;
+mod v2_hashes;

@@ -147,21 +147,14 @@ pub fn download(args: &DownloadArgs) -> Result<ExitCode> {
         let mut trackers = args.trackers.clone();
         trackers.extend(magnet.trackers.iter().cloned());
         let port = args.listen.map_or(0, |a| a.port());
-        let info = runtime()?.block_on(metadata(&magnet, peers.clone(), trackers, id, port))?;
-        if info.version == torrent::Version::V2
-            && info.real_files().any(|f| f.length > info.piece_length)
-        {
-            bail!(
-                "{}: a v2-only magnet link has no piece hashes to check big files with; \
-                 use the .torrent file (or a hybrid torrent's magnet)",
-                info.name
-            );
-        }
+        // For a v2-only torrent this also brings the piece layers of its
+        // big files (BEP 52 hash requests), each checked against its root.
+        let fetched = runtime()?.block_on(metadata(&magnet, peers.clone(), trackers, id, port))?;
         torrent::Metainfo {
-            info,
+            info: fetched.info,
             trackers: magnet.trackers.iter().map(|t| vec![t.clone()]).collect(),
             web_seeds: magnet.web_seeds.clone(),
-            piece_layers: Default::default(),
+            piece_layers: fetched.piece_layers,
             creation_date: None,
             created_by: None,
             comment: None,
@@ -187,7 +180,7 @@ async fn metadata(
     trackers: Vec<String>,
     peer_id: [u8; 20],
     port: u16,
-) -> Result<torrent::Info> {
+) -> Result<swarm::metadata::Fetched> {
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let info_hash = magnet.v1.or_else(|| {
         magnet.v2.map(|h| {
