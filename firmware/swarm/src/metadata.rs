@@ -342,3 +342,194 @@ async fn from_peer(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+    use torrent::hash::sha256;
+    use torrent::hashes::PieceTree;
+
+    const PIECE: u64 = 16 * 1024;
+
+    /// A v2-only info dictionary of one file with `layer` as its piece layer.
+    fn v2_info(layer: &[Sha256], len: u64) -> (Vec<u8>, Sha256) {
+        let root = PieceTree::new(layer, PIECE).expect("tree").root();
+        let mut raw = Vec::new();
+        raw.extend_from_slice(b"d9:file treed5:f.bind0:d6:lengthi");
+        raw.extend_from_slice(len.to_string().as_bytes());
+        raw.extend_from_slice(b"e11:pieces root32:");
+        raw.extend_from_slice(&root);
+        raw.extend_from_slice(b"eee12:meta versioni2e4:name1:t12:piece lengthi");
+        raw.extend_from_slice(PIECE.to_string().as_bytes());
+        raw.extend_from_slice(b"ee");
+        (raw, root)
+    }
+
+    /// How a fake peer answers hash requests.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Hashes {
+        Honest,
+        Tampered,
+        Reject,
+    }
+
+    /// A peer that serves `raw` over BEP 9 and answers hash requests from
+    /// `tree`; returns its address and a count of metadata requests.
+    async fn fake_peer(
+        raw: Vec<u8>,
+        tree: PieceTree,
+        mode: Hashes,
+    ) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = asked.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut hs = [0u8; wire::HANDSHAKE_LEN];
+                if s.read_exact(&mut hs).await.is_err() {
+                    continue;
+                }
+                let Ok(Some(theirs)) = Handshake::decode(&hs) else {
+                    continue;
+                };
+                let ours = Handshake {
+                    reserved: Reserved {
+                        extension_protocol: true,
+                        fast: true,
+                        dht: false,
+                        v2: true,
+                    },
+                    info_hash: theirs.info_hash,
+                    peer_id: [7; 20],
+                };
+                let mut out = ours.encode().to_vec();
+                let mut ext = ExtHandshake::ours();
+                ext.metadata_size = Some(raw.len() as u32);
+                let mut p = Vec::new();
+                ext.encode(&mut p);
+                wire::encode(&Message::Extended { id: 0, payload: &p }, &mut out);
+                if s.write_all(&out).await.is_err() {
+                    continue;
+                }
+                let mut rx = Vec::new();
+                let mut buf = vec![0u8; 4096];
+                'conn: loop {
+                    while let Ok(Some((msg, n))) = wire::decode(&rx, 1 << 20) {
+                        let mut out = Vec::new();
+                        match msg {
+                            Message::Extended { id: 1, payload } => {
+                                if let Ok(MetadataMessage::Request { piece }) =
+                                    MetadataMessage::decode(payload)
+                                {
+                                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                    let start = piece as usize * 16384;
+                                    let end = (start + 16384).min(raw.len());
+                                    let mut m = Vec::new();
+                                    MetadataMessage::Data {
+                                        piece,
+                                        total_size: raw.len() as u32,
+                                        data: &raw[start..end],
+                                    }
+                                    .encode(&mut m);
+                                    wire::encode(
+                                        &Message::Extended { id: 1, payload: &m },
+                                        &mut out,
+                                    );
+                                }
+                            }
+                            Message::HashRequest(r) => match (mode, tree.serve(&r)) {
+                                (Hashes::Reject, _) | (_, None) => {
+                                    wire::encode(&Message::HashReject(r), &mut out)
+                                }
+                                (_, Some(h)) => {
+                                    let mut bytes = h.concat();
+                                    if mode == Hashes::Tampered {
+                                        let last = bytes.len() - 1;
+                                        bytes[last] ^= 1;
+                                    }
+                                    wire::encode(
+                                        &Message::Hashes {
+                                            req: r,
+                                            hashes: &bytes,
+                                        },
+                                        &mut out,
+                                    );
+                                }
+                            },
+                            _ => {}
+                        }
+                        rx.drain(..n);
+                        if s.write_all(&out).await.is_err() {
+                            break 'conn;
+                        }
+                    }
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => rx.extend_from_slice(&buf[..n]),
+                    }
+                }
+            }
+        });
+        (addr, asked)
+    }
+
+    fn magnet(raw: &[u8]) -> Magnet {
+        let hex: String = sha256(raw).iter().map(|b| format!("{b:02x}")).collect();
+        Magnet::parse(&format!("magnet:?xt=urn:btmh:1220{hex}")).expect("magnet")
+    }
+
+    fn layer(n: usize) -> Vec<Sha256> {
+        (0..n as u32).map(|i| sha256(&i.to_be_bytes())).collect()
+    }
+
+    #[tokio::test]
+    async fn lying_peer_is_skipped_and_the_next_one_only_sends_hashes() {
+        let layer = layer(1300);
+        let len = 1300 * PIECE - 77;
+        let (raw, root) = v2_info(&layer, len);
+        let tree = PieceTree::new(&layer, PIECE).expect("tree");
+        let (liar, liar_asked) = fake_peer(raw.clone(), tree.clone(), Hashes::Tampered).await;
+        let (rejecter, _) = fake_peer(raw.clone(), tree.clone(), Hashes::Reject).await;
+        let (honest, honest_asked) = fake_peer(raw.clone(), tree, Hashes::Honest).await;
+        let (_tx, rx) = mpsc::channel(1);
+        let got = fetch(
+            &magnet(&raw),
+            vec![liar, rejecter, honest],
+            rx,
+            [1; 20],
+            Duration::from_secs(20),
+        )
+        .await
+        .expect("fetched");
+        assert_eq!(got.info.raw, raw);
+        assert_eq!(got.piece_layers.len(), 1);
+        assert_eq!(got.piece_layers.get(&root), Some(&layer));
+        // The dictionary came from the first peer; the others were only
+        // asked for hashes.
+        assert!(liar_asked.load(std::sync::atomic::Ordering::SeqCst) > 0);
+        assert_eq!(honest_asked.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn no_honest_peer_is_an_error_naming_the_hashes() {
+        let layer = layer(5);
+        let (raw, _) = v2_info(&layer, 5 * PIECE);
+        let tree = PieceTree::new(&layer, PIECE).expect("tree");
+        let (liar, _) = fake_peer(raw.clone(), tree, Hashes::Tampered).await;
+        let (_tx, rx) = mpsc::channel(1);
+        let err = fetch(
+            &magnet(&raw),
+            vec![liar],
+            rx,
+            [1; 20],
+            Duration::from_secs(3),
+        )
+        .await
+        .expect_err("no good peer");
+        let text = err.to_string();
+        assert!(text.contains("piece hashes"), "{text}");
+        assert!(text.contains("bad hashes"), "{text}");
+    }
+}
