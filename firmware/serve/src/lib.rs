@@ -10,12 +10,15 @@
 //! It serves files from directories on disk ([`Mount`]), nothing more. The
 //! node points each mount's root at `<data>/current` of a channel; because
 //! `current` is a symlink switched atomically, each request resolves it
-//! once and is served entirely from the snapshot it found.
+//! once and is served entirely from the snapshot it found, and a client
+//! that fetched a release file keeps its snapshot for a grace window, so a
+//! switch in the middle of `apt-get update` cannot mix two snapshots.
 //!
 //! Modules, in the order a request meets them:
 //! - `server`: accept loop, connection cap, timeouts, graceful shutdown;
 //! - `path`: request path → file, refusing every way out of the root;
 //! - `cond`: preconditions and ranges, pure functions of headers;
+//! - `sticky`: a client that fetched a release file keeps its snapshot;
 //! - `service`: the handler that ties them to the file system;
 //! - `listing`, `body`: directory pages and streamed file bodies.
 //!
@@ -33,6 +36,7 @@ mod listing;
 mod path;
 mod server;
 mod service;
+mod sticky;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -84,6 +88,12 @@ pub struct Config {
     pub chunk_size: usize,
     /// How long shutdown waits for in-flight responses before dropping them.
     pub shutdown_grace: Duration,
+    /// How long a client that fetched `Release`, `InRelease` or
+    /// `repomd.xml` keeps being served the snapshot that answered (keyed by
+    /// client address and mount). Zero turns it off.
+    pub sticky_grace: Duration,
+    /// Most clients pinned at once.
+    pub sticky_max_clients: usize,
 }
 
 impl Default for Config {
@@ -97,6 +107,8 @@ impl Default for Config {
             max_uri_bytes: 8 * 1024,
             chunk_size: 64 * 1024,
             shutdown_grace: Duration::from_secs(5),
+            sticky_grace: Duration::from_secs(600),
+            sticky_max_clients: 4096,
         }
     }
 }

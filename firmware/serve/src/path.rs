@@ -133,7 +133,11 @@ pub struct Resolved {
 /// inside it. `Ok(None)` means "not found" (including "leads outside").
 /// Blocking: call from a blocking thread.
 pub fn resolve(root: &Path, segments: &[String]) -> std::io::Result<Option<Resolved>> {
-    let root = std::fs::canonicalize(root)?;
+    resolve_in(std::fs::canonicalize(root)?, segments)
+}
+
+/// [`resolve`] under a root that is already canonical (a pinned snapshot).
+pub fn resolve_in(root: PathBuf, segments: &[String]) -> std::io::Result<Option<Resolved>> {
     let mut candidate = root.clone();
     candidate.extend(segments);
     let path = match std::fs::canonicalize(&candidate) {

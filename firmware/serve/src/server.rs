@@ -22,6 +22,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,9 +72,9 @@ pub async fn run(
             _ = &mut shutdown => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => match limit.clone().try_acquire_owned() {
+                Ok((stream, peer)) => match limit.clone().try_acquire_owned() {
                     Ok(permit) => {
-                        let conn = connection(stream, shared.clone(), builder.clone(), stop_rx.clone());
+                        let conn = connection(stream, peer.ip(), shared.clone(), builder.clone(), stop_rx.clone());
                         tasks.spawn(async move {
                             conn.await;
                             drop(permit);
@@ -103,6 +104,7 @@ pub async fn run(
 
 async fn connection(
     stream: TcpStream,
+    client: IpAddr,
     shared: Arc<Shared>,
     builder: http1::Builder,
     mut stop: watch::Receiver<bool>,
@@ -116,7 +118,7 @@ async fn connection(
         last: last.clone(),
     });
     let idle = shared.config.idle_timeout;
-    let svc = service_fn(move |req| handle(shared.clone(), req));
+    let svc = service_fn(move |req| handle(shared.clone(), client, req));
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
     let mut stopping = false;

@@ -8,8 +8,10 @@
 
 use std::convert::Infallible;
 use std::io::SeekFrom;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -20,6 +22,7 @@ use crate::body::{Body, content_type};
 use crate::cond::{self, Precondition, RangeDecision, Validators};
 use crate::listing::{self, Entry};
 use crate::path::{self, Decoded};
+use crate::sticky::{self, Sticky};
 use crate::{Config, Error, Mount};
 
 /// A validated mount.
@@ -29,11 +32,12 @@ struct Mounted {
     root: PathBuf,
 }
 
-/// What every connection shares: mounts and settings.
+/// What every connection shares: mounts, settings, snapshot pins.
 #[derive(Debug)]
 pub struct Shared {
     mounts: Vec<Mounted>,
     pub config: Config,
+    sticky: Sticky,
 }
 
 impl Shared {
@@ -107,9 +111,11 @@ impl Shared {
         }
         // Longest prefix first, so /debian/security wins over /debian.
         out.sort_by_key(|m| std::cmp::Reverse(m.segments.len()));
+        let sticky = Sticky::new(config.sticky_grace, config.sticky_max_clients);
         Ok(Shared {
             mounts: out,
             config,
+            sticky,
         })
     }
 
@@ -127,11 +133,12 @@ impl Shared {
         names
     }
 
-    fn mount_for<'a>(&self, segments: &'a [String]) -> Option<(&Mounted, &'a [String])> {
-        self.mounts.iter().find_map(|m| {
+    /// The mount serving `segments`, its index and the segments below it.
+    fn mount_for<'a>(&self, segments: &'a [String]) -> Option<(usize, &Mounted, &'a [String])> {
+        self.mounts.iter().enumerate().find_map(|(i, m)| {
             segments
                 .strip_prefix(m.segments.as_slice())
-                .map(|rest| (m, rest))
+                .map(|rest| (i, m, rest))
         })
     }
 }
@@ -169,12 +176,13 @@ fn status(code: StatusCode, head: bool) -> Response<Body> {
 /// Serves one request. Never fails: every problem is a status code.
 pub async fn handle(
     shared: Arc<Shared>,
+    client: IpAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    Ok(respond(&shared, &req).await)
+    Ok(respond(&shared, client, &req).await)
 }
 
-async fn respond(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
+async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Response<Body> {
     let head = req.method() == Method::HEAD;
     let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if target_len > shared.config.max_uri_bytes {
@@ -204,7 +212,7 @@ async fn respond(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
             return status(StatusCode::BAD_REQUEST, head);
         }
     };
-    let Some((mount, rest)) = shared.mount_for(&decoded.segments) else {
+    let Some((index, mount, rest)) = shared.mount_for(&decoded.segments) else {
         let children = shared.virtual_children(&decoded.segments);
         if children.is_empty() {
             return status(StatusCode::NOT_FOUND, head);
@@ -226,9 +234,25 @@ async fn respond(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
     let root = mount.root.clone();
     let rest = rest.to_vec();
     let trailing = decoded.trailing_slash;
-    let found = tokio::task::spawn_blocking(move || lookup(&root, &rest, trailing)).await;
+    // A release file always comes from the newest snapshot and (re)pins
+    // the client to it; anything else follows the client's pin, if any.
+    let release = rest.last().is_some_and(|n| sticky::is_release_file(n));
+    let pinned = if release {
+        None
+    } else {
+        shared.sticky.get(client, index, Instant::now())
+    };
+    let found = tokio::task::spawn_blocking(move || lookup(&root, pinned, &rest, trailing)).await;
     let found = match found {
-        Ok(Ok(found)) => found,
+        Ok(Ok((found, used_root))) => {
+            if release
+                && let Lookup::File(..) = found
+                && let Some(used_root) = used_root
+            {
+                shared.sticky.pin(client, index, used_root, Instant::now());
+            }
+            found
+        }
         Ok(Err(e)) => {
             tracing::warn!("http: {}: {e}", req.uri().path());
             return status(StatusCode::INTERNAL_SERVER_ERROR, head);
@@ -249,16 +273,34 @@ async fn respond(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
     }
 }
 
-/// Blocking: resolves, stats and opens.
-fn lookup(root: &std::path::Path, rest: &[String], trailing: bool) -> std::io::Result<Lookup> {
-    let resolved = match path::resolve(root, rest) {
+/// Blocking: resolves (under `pinned`, a canonical snapshot root, while it
+/// exists, else under the mount's root), stats and opens. Also returns the
+/// canonical root that answered.
+fn lookup(
+    root: &std::path::Path,
+    pinned: Option<PathBuf>,
+    rest: &[String],
+    trailing: bool,
+) -> std::io::Result<(Lookup, Option<PathBuf>)> {
+    let resolved = match pinned.filter(|p| p.is_dir()) {
+        Some(pinned) => path::resolve_in(pinned, rest),
+        None => path::resolve(root, rest),
+    };
+    let resolved = match resolved {
         Ok(Some(r)) => r,
-        Ok(None) => return Ok(Lookup::NotFound),
+        Ok(None) => return Ok((Lookup::NotFound, None)),
         // The root itself is missing (no snapshot yet).
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lookup::NotFound),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(Lookup::Forbidden),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Lookup::NotFound, None)),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Ok((Lookup::Forbidden, None));
+        }
         Err(e) => return Err(e),
     };
+    let root = resolved.root.clone();
+    lookup_resolved(resolved, trailing).map(|l| (l, Some(root)))
+}
+
+fn lookup_resolved(resolved: path::Resolved, trailing: bool) -> std::io::Result<Lookup> {
     let meta = std::fs::metadata(&resolved.path)?;
     if meta.is_dir() {
         if !trailing {
@@ -491,7 +533,7 @@ mod tests {
         let root = |p: &[&str]| {
             let segs = seg(p);
             s.mount_for(&segs)
-                .map(|(m, rest)| (m.root.clone(), rest.len()))
+                .map(|(_, m, rest)| (m.root.clone(), rest.len()))
         };
         assert_eq!(
             root(&["debian", "security", "x"]),

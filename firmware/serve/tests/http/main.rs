@@ -9,4 +9,5 @@ mod clients;
 mod hostile;
 mod limits;
 mod semantics;
+mod sticky;
 mod util;

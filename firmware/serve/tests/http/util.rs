@@ -204,6 +204,29 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> Response {
     }
 }
 
+/// `GET path` from the loopback source address `from` (127.0.0.0/8).
+pub fn get_from(from: std::net::Ipv4Addr, addr: SocketAddr, path: &str) -> Response {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    sock.bind(&SocketAddr::from((from, 0)).into())
+        .expect("bind source");
+    sock.connect(&addr.into()).expect("connect");
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).expect("write");
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    match parse_head(&all) {
+        Some((mut r, end)) => {
+            r.body = all[end..].to_vec();
+            r
+        }
+        None => Response::default(),
+    }
+}
+
 /// `GET path` with Connection: close and extra header lines.
 pub fn get(addr: SocketAddr, path: &str, extra: &[(&str, &str)]) -> Response {
     method(addr, "GET", path, extra)
