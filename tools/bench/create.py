@@ -284,7 +284,7 @@ def main():
                  r["ours_cpu"], r["lt_cpu"], same))
     print("\n### Hashing, one core (`taskset -c 0`), 16 KiB blocks, best of 3\n")
     print("Both per CPU second: `openssl speed` times user CPU, `sha256_speed` its thread's CPU time.\n")
-    print("| hash | ours (ring, `sha256_speed --sha1`) | `openssl speed -evp ALG -bytes 16384` | ours / openssl |")
+    print("| hash | ours (`torrent::hash`: SHA-256 ring, SHA-1 sha1 crate; `sha256_speed --sha1`) | `openssl speed -evp ALG -bytes 16384` | ours / openssl |")
     print("|---|---|---|---|")
     print("| SHA-256 | %.0f MB/s | %.0f MB/s | **%.2f** |" % (ours, ssl, ours / ssl))
     print("| SHA-1 | %.0f MB/s | %.0f MB/s | %.2f |" % (ours1, ssl1, ours1 / ssl1))
