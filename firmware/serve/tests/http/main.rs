@@ -6,6 +6,7 @@
 
 mod apt;
 mod clients;
+mod dnf;
 mod hostile;
 mod limits;
 mod semantics;

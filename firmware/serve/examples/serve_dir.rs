@@ -1,0 +1,66 @@
+//! Serves directories over HTTP with swarmsync's LAN server, for trying it
+//! with real clients and for benchmarks:
+//!
+//! ```text
+//! cargo run -p swarmsync-serve --example serve_dir -- 127.0.0.1:8080 /debian=/srv/debian [/rpm=/srv/rpm …]
+//! ```
+//! Runs until killed.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let Some(addr) = args.next() else {
+        eprintln!("usage: serve_dir ADDR PREFIX=DIR...");
+        return ExitCode::from(2);
+    };
+    let mut mounts = Vec::new();
+    for arg in args {
+        let Some((prefix, dir)) = arg.split_once('=') else {
+            eprintln!("serve_dir: {arg:?} is not PREFIX=DIR");
+            return ExitCode::from(2);
+        };
+        let dir = match std::path::absolute(dir) {
+            Ok(dir) => dir,
+            Err(e) => {
+                eprintln!("serve_dir: {dir}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        mounts.push(serve::Mount::new(prefix, dir));
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("serve_dir: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|e| format!("bind {addr}: {e}"))?;
+        eprintln!(
+            "serve_dir: listening on {}",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
+        serve::run(
+            listener,
+            mounts,
+            serve::Config::default(),
+            std::future::pending::<()>(),
+        )
+        .await
+        .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("serve_dir: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
