@@ -141,8 +141,12 @@ fn scan_value(
                 let (len, data_start) = scan_len(buf, pos)?;
                 pos = data_start
                     .checked_add(len)
-                    .filter(|e| *e <= buf.len())
+                    .filter(|_| len <= limits.max_size)
                     .ok_or(BencodeError::BadLength { at })?;
+                // A plausible length past the end: the input was cut short.
+                if pos > buf.len() {
+                    return Err(BencodeError::Truncated { at });
+                }
                 items += 1;
                 true
             }
@@ -301,7 +305,7 @@ mod tests {
             BencodeError::BadInteger { .. }
         ));
         assert!(matches!(err(b"i12"), BencodeError::Truncated { .. }));
-        assert!(matches!(err(b"5:abc"), BencodeError::BadLength { .. }));
+        assert!(matches!(err(b"5:abc"), BencodeError::Truncated { .. }));
         assert!(matches!(err(b"05:abcde"), BencodeError::BadLength { .. }));
         assert!(matches!(
             err(b"99999999999999999999999:x"),

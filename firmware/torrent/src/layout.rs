@@ -43,12 +43,19 @@ impl Layout {
             .filter(|(_, f)| !f.attr.pad && f.symlink_target.is_none() && f.length > 0)
             .map(|(i, f)| (f.offset, f.length, i))
             .collect();
-        let end = info
+        let data_end = info
             .files
             .iter()
             .map(|f| f.offset + f.length)
             .max()
             .unwrap_or(0);
+        // v2 piece space pads every file to a piece boundary, the last one
+        // included (libtorrent requests and serves whole last pieces).
+        let end = if info.version == crate::metainfo::Version::V2 {
+            data_end.next_multiple_of(info.piece_length)
+        } else {
+            data_end
+        };
         Layout {
             piece_length: info.piece_length,
             piece_count: u32::try_from(info.piece_count()).unwrap_or(u32::MAX),
@@ -179,10 +186,12 @@ mod tests {
     }
 
     #[test]
-    fn v2_last_piece_is_short() {
+    fn v2_last_piece_is_padded_like_the_others() {
         let l = Layout::new(&info(Version::V2, &[40000, 5]));
         assert_eq!(l.piece_count, 3);
-        assert_eq!(l.piece_size(2), 5);
+        assert_eq!(l.piece_size(2), 32768);
+        assert_eq!(l.data_len(2), 5);
+        assert_eq!(l.blocks(2), 1);
         assert_eq!(l.piece_size(1), 32768);
         assert_eq!(l.blocks(1), 1);
     }
