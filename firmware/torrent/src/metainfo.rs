@@ -3,20 +3,24 @@
 //!
 //! Parsing goes in three steps, each narrowing what the next must trust:
 //! [`crate::bencode::validate`] bounds size and depth, `bt_bencode` decodes
-//! into a value tree, and the walkers here check every field, every path
-//! component and every count against [`Limits`], then cross-check the v1
-//! file list, the v2 file tree and the piece layers of a hybrid. The
-//! infohashes are always taken over the original `info` bytes, never over a
-//! re-encoding, so they match what every other client computes.
+//! through serde into borrowed fields (the `raw` module: no value tree, so
+//! memory is about the input plus the resulting file list), and the checks
+//! here test every field, every path component and every count against
+//! [`Limits`], then cross-check the v1 file list, the v2 file tree and the
+//! piece layers of a hybrid. The infohashes are always taken over the
+//! original `info` bytes, never over a re-encoding, so they match what
+//! every other client computes.
 
 use std::collections::BTreeMap;
-
-use bt_bencode::{ByteString, Value};
 
 use crate::bencode::{self, top_level_span};
 use crate::error::{Error, field, missing};
 use crate::hash::{Sha1, Sha256, sha1, sha256};
 use crate::merkle::{self, BLOCK_SIZE};
+
+mod raw;
+
+use raw::{Any, InfoSeed, RawEntry, RawInfo, TorrentSeed};
 
 /// Bounds on what a torrent may describe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,11 +189,10 @@ impl Info {
     /// Parses a bare `info` dictionary (as received through BEP 9).
     pub fn from_bytes(raw: &[u8], limits: &Limits) -> Result<Info, Error> {
         bencode::validate(raw, &limits.bencode)?;
-        let value: Value = bt_bencode::from_slice(raw).map_err(|e| Error::Decode {
-            what: "info dictionary",
-            reason: e.to_string(),
-        })?;
-        parse_info(&value, raw, limits)
+        let sizes = raw::Sizes::of(raw, limits);
+        let seed = InfoSeed { limits, sizes };
+        let info = raw::decode(raw, seed, "info dictionary")?;
+        parse_info(info, raw, limits)
     }
 }
 
@@ -218,18 +221,14 @@ impl Metainfo {
         bencode::validate(buf, &limits.bencode)?;
         let span = top_level_span(buf, b"info", &limits.bencode).ok_or_else(|| missing("info"))?;
         let raw = &buf[span];
-        let top: Value = bt_bencode::from_slice(buf).map_err(|e| Error::Decode {
-            what: "torrent",
-            reason: e.to_string(),
-        })?;
-        let top = top
-            .as_dict()
+        let sizes = raw::Sizes::of(raw, limits);
+        let top = raw::decode(buf, TorrentSeed { limits, sizes }, "torrent")?
             .ok_or_else(|| field("torrent", "not a dictionary"))?;
-        let info_value = top.get(&b"info"[..]).ok_or_else(|| missing("info"))?;
+        let info_value = top.info.ok_or_else(|| missing("info"))?;
         let info = parse_info(info_value, raw, limits)?;
 
         let mut trackers = Vec::new();
-        if let Some(list) = top.get(&b"announce-list"[..]).and_then(Value::as_list) {
+        if let Some(list) = top.announce_list.as_ref().and_then(Any::as_list) {
             for tier in list {
                 let urls: Vec<String> = tier
                     .as_list()
@@ -244,20 +243,20 @@ impl Metainfo {
                 }
             }
         }
-        if let Some(url) = top.get(&b"announce"[..]).and_then(Value::as_str)
+        if let Some(url) = top.announce.as_ref().and_then(Any::as_str)
             && trackers.is_empty()
         {
             trackers.push(vec![url.to_owned()]);
         }
-        let web_seeds = match top.get(&b"url-list"[..]) {
-            Some(Value::List(l)) => l
+        let web_seeds = match &top.url_list {
+            Some(Any::List(l)) => l
                 .iter()
                 .filter_map(|u| u.as_str().map(str::to_owned))
                 .collect(),
             Some(v) => v.as_str().map(|s| vec![s.to_owned()]).unwrap_or_default(),
             None => Vec::new(),
         };
-        let piece_layers = match top.get(&b"piece layers"[..]) {
+        let piece_layers = match &top.piece_layers {
             Some(v) => parse_piece_layers(v, &info)?,
             None => BTreeMap::new(),
         };
@@ -279,14 +278,16 @@ impl Metainfo {
             trackers,
             web_seeds,
             piece_layers,
-            creation_date: top.get(&b"creation date"[..]).and_then(Value::as_i64),
+            creation_date: top.creation_date.as_ref().and_then(Any::as_i64),
             created_by: top
-                .get(&b"created by"[..])
-                .and_then(Value::as_str)
+                .created_by
+                .as_ref()
+                .and_then(Any::as_str)
                 .map(str::to_owned),
             comment: top
-                .get(&b"comment"[..])
-                .and_then(Value::as_str)
+                .comment
+                .as_ref()
+                .and_then(Any::as_str)
                 .map(str::to_owned),
         })
     }
@@ -304,33 +305,31 @@ impl Metainfo {
     }
 }
 
-fn get<'a>(d: &'a BTreeMap<ByteString, Value>, key: &str) -> Option<&'a Value> {
-    d.get(key.as_bytes())
-}
-
-fn get_u64(d: &BTreeMap<ByteString, Value>, key: &str, ctx: &str) -> Result<u64, Error> {
-    let v = get(d, key).ok_or_else(|| missing(format!("{ctx}.{key}")))?;
+/// A required non-negative integer field `key` of `ctx`.
+fn u64_field(v: Option<&Any<'_>>, key: &str, ctx: &str) -> Result<u64, Error> {
+    let v = v.ok_or_else(|| missing(format!("{ctx}.{key}")))?;
     v.as_u64()
         .ok_or_else(|| field(format!("{ctx}.{key}"), "not a non-negative integer"))
 }
 
-fn parse_info(value: &Value, raw: &[u8], limits: &Limits) -> Result<Info, Error> {
-    let d = value
-        .as_dict()
-        .ok_or_else(|| field("info", "not a dictionary"))?;
-    let name_bytes = get(d, "name")
-        .and_then(Value::as_byte_str)
+/// Checks a decoded `info` dictionary (`None`: it was not a dictionary).
+fn parse_info(d: Option<RawInfo<'_>>, raw: &[u8], limits: &Limits) -> Result<Info, Error> {
+    let mut d = d.ok_or_else(|| field("info", "not a dictionary"))?;
+    let name_bytes = d
+        .name
+        .as_ref()
+        .and_then(Any::as_bytes)
         .ok_or_else(|| missing("info.name"))?;
     let name = component("info.name", name_bytes, limits)?;
-    let piece_length = get_u64(d, "piece length", "info")?;
+    let piece_length = u64_field(d.piece_length.as_ref(), "piece length", "info")?;
     if piece_length == 0 || piece_length > limits.max_piece_length {
         return Err(field(
             "info.piece length",
             format!("{piece_length} is not in 1..={}", limits.max_piece_length),
         ));
     }
-    let private = get(d, "private").and_then(Value::as_u64) == Some(1);
-    let has_v2 = match get(d, "meta version") {
+    let private = d.private.as_ref().and_then(Any::as_u64) == Some(1);
+    let has_v2 = match &d.meta_version {
         Some(v) => match v.as_u64() {
             Some(2) => true,
             Some(other) => {
@@ -343,7 +342,7 @@ fn parse_info(value: &Value, raw: &[u8], limits: &Limits) -> Result<Info, Error>
         },
         None => false,
     };
-    let has_v1 = get(d, "pieces").is_some();
+    let has_v1 = d.pieces.is_some();
     let version = match (has_v1, has_v2) {
         (true, true) => Version::Hybrid,
         (true, false) => Version::V1,
@@ -358,15 +357,18 @@ fn parse_info(value: &Value, raw: &[u8], limits: &Limits) -> Result<Info, Error>
     }
 
     let v1_files = if has_v1 {
-        Some(parse_v1_files(d, &name, limits)?)
+        Some(match d.files.take() {
+            Some(files) => (false, files?),
+            None => (true, vec![single_file(&d.single, &name, limits)?]),
+        })
     } else {
         None
     };
     let v2_files = if has_v2 {
-        let tree = get(d, "file tree").ok_or_else(|| missing("info.file tree"))?;
-        let mut out = Vec::new();
-        let mut path = Vec::new();
-        walk_tree(tree, &mut path, &mut out, limits)?;
+        let out = d
+            .file_tree
+            .take()
+            .ok_or_else(|| missing("info.file tree"))??;
         if out.is_empty() {
             return Err(field("info.file tree", "has no files"));
         }
@@ -384,6 +386,7 @@ fn parse_info(value: &Value, raw: &[u8], limits: &Limits) -> Result<Info, Error>
         (Some((single, v1)), Some(v2)) => (single, merge_hybrid(v1, v2)?),
         (None, None) => return Err(missing("info.pieces")),
     };
+    files.shrink_to_fit();
 
     // Offsets in piece space.
     let mut offset = 0u64;
@@ -417,8 +420,10 @@ fn parse_info(value: &Value, raw: &[u8], limits: &Limits) -> Result<Info, Error>
 
     let mut pieces = Vec::new();
     if has_v1 {
-        let p = get(d, "pieces")
-            .and_then(Value::as_byte_str)
+        let p = d
+            .pieces
+            .as_ref()
+            .and_then(Any::as_bytes)
             .ok_or_else(|| field("info.pieces", "not a string"))?;
         if p.len() % 20 != 0 || (p.len() / 20) as u64 != piece_count {
             return Err(field(
@@ -454,151 +459,40 @@ fn parse_info(value: &Value, raw: &[u8], limits: &Limits) -> Result<Info, Error>
     })
 }
 
-/// The v1 file list (or single `length`): (single_file, files).
-fn parse_v1_files(
-    d: &BTreeMap<ByteString, Value>,
-    name: &str,
-    limits: &Limits,
-) -> Result<(bool, Vec<File>), Error> {
-    if let Some(list) = get(d, "files") {
-        let list = list
-            .as_list()
-            .ok_or_else(|| field("info.files", "not a list"))?;
-        if list.len() > limits.max_files {
-            return Err(Error::Limit {
-                what: "file count",
-                value: list.len() as u64,
-                limit: limits.max_files as u64,
-            });
-        }
-        let mut files = Vec::with_capacity(list.len());
-        for (i, entry) in list.iter().enumerate() {
-            let ctx = format!("info.files[{i}]");
-            let e = entry
-                .as_dict()
-                .ok_or_else(|| field(&ctx, "not a dictionary"))?;
-            let length = get_u64(e, "length", &ctx)?;
-            let path_v = get(e, "path").ok_or_else(|| missing(format!("{ctx}.path")))?;
-            let path = path_list(path_v, &format!("{ctx}.path"), limits)?;
-            if path.is_empty() {
-                return Err(Error::Path {
-                    field: format!("{ctx}.path"),
-                    reason: "empty path".into(),
-                });
-            }
-            let (attr, symlink_target) = attrs(e, &ctx, limits)?;
-            files.push(File {
-                path,
-                length,
-                offset: 0,
-                pieces_root: None,
-                attr,
-                symlink_target,
-            });
-        }
-        Ok((false, files))
-    } else {
-        let length = get_u64(d, "length", "info")?;
-        let (attr, symlink_target) = attrs(d, "info", limits)?;
-        Ok((
-            true,
-            vec![File {
-                path: vec![name.to_owned()],
-                length,
-                offset: 0,
-                pieces_root: None,
-                attr,
-                symlink_target,
-            }],
-        ))
-    }
+/// The one file of a single-file v1 torrent (`length` in `info`).
+fn single_file(e: &RawEntry<'_>, name: &str, limits: &Limits) -> Result<File, Error> {
+    let length = u64_field(e.length.as_ref(), "length", "info")?;
+    let (attr, symlink_target) = attrs(e, "info", limits)?;
+    Ok(File {
+        path: vec![name.to_owned()],
+        length,
+        offset: 0,
+        pieces_root: None,
+        attr,
+        symlink_target,
+    })
 }
 
 fn attrs(
-    d: &BTreeMap<ByteString, Value>,
+    e: &RawEntry<'_>,
     ctx: &str,
     limits: &Limits,
 ) -> Result<(Attr, Option<Vec<String>>), Error> {
-    let attr = get(d, "attr")
-        .and_then(Value::as_byte_str)
-        .map(|s| Attr::parse(s))
+    let attr = e
+        .attr
+        .as_ref()
+        .and_then(Any::as_bytes)
+        .map(Attr::parse)
         .unwrap_or_default();
     let mut target = None;
     if attr.symlink {
-        let v = get(d, "symlink path").ok_or_else(|| missing(format!("{ctx}.symlink path")))?;
+        let v = e
+            .symlink_path
+            .as_ref()
+            .ok_or_else(|| missing(format!("{ctx}.symlink path")))?;
         target = Some(path_list(v, &format!("{ctx}.symlink path"), limits)?);
     }
     Ok((attr, target))
-}
-
-/// Walks a v2 file tree depth-first in key order (which is the canonical
-/// file order of BEP 52).
-fn walk_tree(
-    node: &Value,
-    path: &mut Vec<String>,
-    out: &mut Vec<File>,
-    limits: &Limits,
-) -> Result<(), Error> {
-    let d = node
-        .as_dict()
-        .ok_or_else(|| field(tree_ctx(path), "not a dictionary"))?;
-    if let Some(entry) = d.get(&b""[..]) {
-        if d.len() != 1 || path.is_empty() {
-            return Err(Error::Path {
-                field: tree_ctx(path),
-                reason: "empty path component".into(),
-            });
-        }
-        let e = entry
-            .as_dict()
-            .ok_or_else(|| field(tree_ctx(path), "file entry is not a dictionary"))?;
-        let length = get_u64(e, "length", &tree_ctx(path))?;
-        let pieces_root = match get(e, "pieces root") {
-            Some(v) => {
-                let b = v.as_byte_str().filter(|b| b.len() == 32).ok_or_else(|| {
-                    field(format!("{}.pieces root", tree_ctx(path)), "not 32 bytes")
-                })?;
-                let mut h = [0u8; 32];
-                h.copy_from_slice(b);
-                Some(h)
-            }
-            None => None,
-        };
-        let (attr, symlink_target) = attrs(e, &tree_ctx(path), limits)?;
-        if length > 0 && pieces_root.is_none() && !attr.pad {
-            return Err(missing(format!("{}.pieces root", tree_ctx(path))));
-        }
-        if out.len() >= limits.max_files {
-            return Err(Error::Limit {
-                what: "file count",
-                value: out.len() as u64 + 1,
-                limit: limits.max_files as u64,
-            });
-        }
-        out.push(File {
-            path: path.clone(),
-            length,
-            offset: 0,
-            pieces_root,
-            attr,
-            symlink_target,
-        });
-        return Ok(());
-    }
-    if path.len() >= limits.max_path_depth {
-        return Err(Error::Limit {
-            what: "path depth",
-            value: path.len() as u64 + 1,
-            limit: limits.max_path_depth as u64,
-        });
-    }
-    for (key, child) in d {
-        let name = component(&tree_ctx(path), key, limits)?;
-        path.push(name);
-        walk_tree(child, path, out, limits)?;
-        path.pop();
-    }
-    Ok(())
 }
 
 fn tree_ctx(path: &[String]) -> String {
@@ -638,10 +532,13 @@ fn merge_hybrid(mut v1: Vec<File>, v2: Vec<File>) -> Result<Vec<File>, Error> {
     Ok(v1)
 }
 
-fn parse_piece_layers(v: &Value, info: &Info) -> Result<BTreeMap<Sha256, Vec<Sha256>>, Error> {
-    let d = v
+fn parse_piece_layers(v: &Any<'_>, info: &Info) -> Result<BTreeMap<Sha256, Vec<Sha256>>, Error> {
+    let entries = v
         .as_dict()
         .ok_or_else(|| field("piece layers", "not a dictionary"))?;
+    // Key order, the last of repeated keys: as a sorted map of the
+    // dictionary would have it.
+    let d: BTreeMap<&[u8], &Any<'_>> = entries.iter().map(|(k, v)| (*k, v)).collect();
     let mut out = BTreeMap::new();
     let pad = merkle::pad_hash((info.piece_length / BLOCK_SIZE as u64).trailing_zeros());
     for (key, layer) in d {
@@ -659,7 +556,7 @@ fn parse_piece_layers(v: &Value, info: &Info) -> Result<BTreeMap<Sha256, Vec<Sha
         };
         let ctx = || format!("piece layers[{}]", file.display_path());
         let bytes = layer
-            .as_byte_str()
+            .as_bytes()
             .ok_or_else(|| field(ctx(), "not a string"))?;
         let expected = file.piece_count(info.piece_length);
         if bytes.len() % 32 != 0 || (bytes.len() / 32) as u64 != expected {
@@ -688,7 +585,7 @@ fn parse_piece_layers(v: &Value, info: &Info) -> Result<BTreeMap<Sha256, Vec<Sha
     Ok(out)
 }
 
-fn path_list(v: &Value, ctx: &str, limits: &Limits) -> Result<Vec<String>, Error> {
+fn path_list(v: &Any<'_>, ctx: &str, limits: &Limits) -> Result<Vec<String>, Error> {
     let list = v.as_list().ok_or_else(|| field(ctx, "not a list"))?;
     if list.len() > limits.max_path_depth {
         return Err(Error::Limit {
@@ -701,7 +598,7 @@ fn path_list(v: &Value, ctx: &str, limits: &Limits) -> Result<Vec<String>, Error
     let mut total = 0usize;
     for (i, c) in list.iter().enumerate() {
         let b = c
-            .as_byte_str()
+            .as_bytes()
             .ok_or_else(|| field(format!("{ctx}[{i}]"), "not a string"))?;
         let s = component(&format!("{ctx}[{i}]"), b, limits)?;
         total += s.len() + 1;
