@@ -29,7 +29,11 @@ fn main() -> ExitCode {
         };
         mounts.push(serve::Mount::new(prefix, dir));
     }
+    // The board's shape: one reactor thread, and few blocking threads for
+    // file reads (tokio's default allows 512, each with its own stack and,
+    // under glibc, possibly its own malloc arena).
     let runtime = match tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(8)
         .enable_all()
         .build()
     {

@@ -1,19 +1,70 @@
 //! Response bodies: nothing, a small in-memory page, or a file streamed in
 //! fixed-size chunks.
 //!
-//! A file body reads at most one chunk ahead of the socket (hyper polls the
-//! next frame only once the previous one is written), so memory per
-//! connection is bounded by the chunk size whatever the file size. The reads
-//! go through tokio's file type, which runs them on the blocking pool and
-//! keeps the single-threaded reactor free.
+//! A file body reads one chunk at a time, and only when hyper asks for the
+//! next frame (hyper's write buffer is capped near one chunk, so it asks
+//! once the previous frame is mostly written): memory per connection is
+//! about two chunks whatever the file size, and a client that reads slowly
+//! slows the disk reads down instead of filling memory. On top of that, all
+//! chunks in memory at once, over all connections, draw from one budget (a
+//! semaphore counted in KiB): a chunk takes its share before it is read and
+//! gives it back when hyper drops the frame after writing it, so hundreds of
+//! concurrent downloads wait their turn instead of growing the heap.
+//!
+//! Each chunk is one positioned read (`pread`) on tokio's blocking pool,
+//! straight into the buffer that becomes the frame: no seek, no second copy,
+//! and the single-threaded reactor never waits on the disk.
 
+use std::future::Future;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+
+/// What a file body is waiting for.
+enum Step {
+    /// Nothing: the next poll starts a chunk.
+    Idle,
+    /// Its share of the memory budget.
+    Budget(Acquire),
+    /// The blocking read.
+    Read(JoinHandle<io::Result<Chunk>>),
+}
+
+impl std::fmt::Debug for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Idle => "Idle",
+            Step::Budget(_) => "Budget",
+            Step::Read(_) => "Read",
+        })
+    }
+}
+
+/// A chunk's bytes and its share of the budget, released on drop.
+struct Chunk {
+    buf: Vec<u8>,
+    _share: OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for Chunk {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+/// Budget units are KiB, so a `u32` of permits covers any sane budget.
+pub fn budget_units(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+}
 
 /// The body of every response this server sends.
 #[derive(Debug)]
@@ -29,9 +80,16 @@ pub enum Body {
 /// The streaming part of [`Body::File`].
 #[derive(Debug)]
 pub struct FileBody {
-    file: tokio::fs::File,
+    file: Arc<std::fs::File>,
+    /// Offset of the next read.
+    offset: u64,
+    /// Bytes not yet read.
     remaining: u64,
     chunk: usize,
+    budget: Arc<Semaphore>,
+    /// The length of the chunk being acquired or read.
+    pending_len: usize,
+    step: Step,
 }
 
 impl Body {
@@ -40,14 +98,52 @@ impl Body {
         Body::Bytes(Some(bytes.into()))
     }
 
-    /// Streams `len` bytes from `file`'s current position, `chunk` at a time.
-    pub fn file(file: tokio::fs::File, len: u64, chunk: usize) -> Self {
+    /// Streams `len` bytes of `file` from `offset`, `chunk` at a time, each
+    /// chunk drawing from `budget` (units of [`budget_units`]).
+    pub fn file(
+        file: std::fs::File,
+        offset: u64,
+        len: u64,
+        chunk: usize,
+        budget: Arc<Semaphore>,
+    ) -> Self {
         Body::File(FileBody {
-            file,
+            file: Arc::new(file),
+            offset,
             remaining: len,
             chunk: chunk.max(1),
+            budget,
+            pending_len: 0,
+            step: Step::Idle,
         })
     }
+}
+
+/// Reads exactly `len` bytes at `offset`; a file that ends early is an
+/// error (it shrank under us), so we never send fewer bytes than
+/// Content-Length promised.
+fn read_chunk(
+    file: &std::fs::File,
+    offset: u64,
+    mut buf: Vec<u8>,
+    share: OwnedSemaphorePermit,
+) -> io::Result<Chunk> {
+    let len = buf.len();
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file ended before its announced length",
+                ));
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Chunk { buf, _share: share })
 }
 
 impl hyper::body::Body for Body {
@@ -61,30 +157,59 @@ impl hyper::body::Body for Body {
         match self.get_mut() {
             Body::Empty => Poll::Ready(None),
             Body::Bytes(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::File(f) => {
-                if f.remaining == 0 {
-                    return Poll::Ready(None);
+            Body::File(f) => loop {
+                match &mut f.step {
+                    Step::Idle => {
+                        if f.remaining == 0 {
+                            return Poll::Ready(None);
+                        }
+                        let len = usize::try_from(f.remaining)
+                            .unwrap_or(usize::MAX)
+                            .min(f.chunk);
+                        f.pending_len = len;
+                        let units = budget_units(len);
+                        f.step = Step::Budget(Box::pin(f.budget.clone().acquire_many_owned(units)));
+                    }
+                    Step::Budget(acquire) => {
+                        let share = match ready!(acquire.as_mut().poll(cx)) {
+                            Ok(share) => share,
+                            Err(e) => {
+                                f.remaining = 0;
+                                f.step = Step::Idle;
+                                return Poll::Ready(Some(Err(io::Error::other(e))));
+                            }
+                        };
+                        let (file, offset, len) = (f.file.clone(), f.offset, f.pending_len);
+                        f.offset += len as u64;
+                        f.remaining -= len as u64;
+                        // Allocated here, on the reactor thread, not in the
+                        // blocking thread: with glibc each allocating thread
+                        // gets its own malloc arena, and freed chunks spread
+                        // over eight arenas raised the peak RSS with 256
+                        // downloads from +12.5 MiB to +21.6 MiB (measured).
+                        let buf = vec![0u8; len];
+                        f.step = Step::Read(tokio::task::spawn_blocking(move || {
+                            read_chunk(&file, offset, buf, share)
+                        }));
+                    }
+                    Step::Read(read) => {
+                        let result = ready!(Pin::new(read).poll(cx));
+                        f.step = Step::Idle;
+                        f.pending_len = 0;
+                        let error = match result {
+                            Ok(Ok(chunk)) => {
+                                return Poll::Ready(Some(Ok(Frame::data(Bytes::from_owner(
+                                    chunk,
+                                )))));
+                            }
+                            Ok(Err(e)) => e,
+                            Err(e) => io::Error::other(e),
+                        };
+                        f.remaining = 0;
+                        return Poll::Ready(Some(Err(error)));
+                    }
                 }
-                let want = usize::try_from(f.remaining)
-                    .unwrap_or(usize::MAX)
-                    .min(f.chunk);
-                let mut buf = vec![0u8; want];
-                let mut rb = ReadBuf::new(&mut buf);
-                ready!(Pin::new(&mut f.file).poll_read(cx, &mut rb))?;
-                let n = rb.filled().len();
-                if n == 0 {
-                    // The file shrank under us: abort the response rather than
-                    // send fewer bytes than Content-Length promised.
-                    f.remaining = 0;
-                    return Poll::Ready(Some(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file ended before its announced length",
-                    ))));
-                }
-                buf.truncate(n);
-                f.remaining -= n as u64;
-                Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
-            }
+            },
         }
     }
 
@@ -92,7 +217,7 @@ impl hyper::body::Body for Body {
         match self {
             Body::Empty => true,
             Body::Bytes(b) => b.is_none(),
-            Body::File(f) => f.remaining == 0,
+            Body::File(f) => f.remaining == 0 && matches!(f.step, Step::Idle),
         }
     }
 
@@ -100,7 +225,12 @@ impl hyper::body::Body for Body {
         match self {
             Body::Empty => SizeHint::with_exact(0),
             Body::Bytes(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Body::File(f) => SizeHint::with_exact(f.remaining),
+            // The chunk in flight is no longer in `remaining` once its read
+            // started, but it has not been sent either.
+            Body::File(f) => match f.step {
+                Step::Read(_) => SizeHint::with_exact(f.remaining + f.pending_len as u64),
+                _ => SizeHint::with_exact(f.remaining),
+            },
         }
     }
 }

@@ -86,6 +86,9 @@ pub struct Config {
     pub max_uri_bytes: usize,
     /// Bytes read from a file per body chunk.
     pub chunk_size: usize,
+    /// Bytes of file chunks held in memory at once over all connections;
+    /// downloads past it wait for their turn.
+    pub body_memory: usize,
     /// How long shutdown waits for in-flight responses before dropping them.
     pub shutdown_grace: Duration,
     /// How long a client that fetched `Release`, `InRelease` or
@@ -106,6 +109,7 @@ impl Default for Config {
             max_header_bytes: 16 * 1024,
             max_uri_bytes: 8 * 1024,
             chunk_size: 64 * 1024,
+            body_memory: 8 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(5),
             sticky_grace: Duration::from_secs(600),
             sticky_max_clients: 4096,

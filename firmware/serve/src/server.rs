@@ -64,7 +64,11 @@ pub async fn run(
         .keep_alive(true)
         .header_read_timeout(config.header_read_timeout)
         .max_headers(config.max_headers)
-        .max_header_size(config.max_header_bytes);
+        .max_header_size(config.max_header_bytes)
+        // hyper polls the body for more while its write queue holds less
+        // than this (default ~400 KiB per connection): keep it near one
+        // chunk, so a connection holds about two chunks at most.
+        .max_buf_size(config.chunk_size.max(config.max_header_bytes).max(8192));
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {

@@ -7,16 +7,15 @@
 //! request costs one hop to the blocking pool, not several.
 
 use std::convert::Infallible;
-use std::io::SeekFrom;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use tokio::io::AsyncSeekExt;
 
 use crate::body::{Body, content_type};
 use crate::cond::{self, Precondition, RangeDecision, Validators};
@@ -38,12 +37,14 @@ pub struct Shared {
     mounts: Vec<Mounted>,
     pub config: Config,
     sticky: Sticky,
+    /// Bytes of file chunks in memory, over all connections (in KiB).
+    body_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
     /// Validates mounts and settings.
     pub fn new(mounts: Vec<Mount>, config: Config) -> Result<Self, Error> {
-        let checks: [(&'static str, bool, &'static str); 5] = [
+        let checks: [(&'static str, bool, &'static str); 6] = [
             (
                 "max_connections",
                 config.max_connections >= 1 && config.max_connections <= 1 << 20,
@@ -60,6 +61,11 @@ impl Shared {
                 "chunk_size",
                 config.chunk_size >= 512 && config.chunk_size <= 16 << 20,
                 "512 B to 16 MiB",
+            ),
+            (
+                "body_memory",
+                config.body_memory >= config.chunk_size && config.body_memory <= 1 << 30,
+                "at least chunk_size, at most 1 GiB",
             ),
         ];
         for (name, ok, reason) in checks {
@@ -112,10 +118,14 @@ impl Shared {
         // Longest prefix first, so /debian/security wins over /debian.
         out.sort_by_key(|m| std::cmp::Reverse(m.segments.len()));
         let sticky = Sticky::new(config.sticky_grace, config.sticky_max_clients);
+        let body_budget = Arc::new(tokio::sync::Semaphore::new(crate::body::budget_units(
+            config.body_memory,
+        ) as usize));
         Ok(Shared {
             mounts: out,
             config,
             sticky,
+            body_budget,
         })
     }
 
@@ -147,7 +157,10 @@ impl Shared {
 enum Lookup {
     NotFound,
     Forbidden,
-    File(std::fs::File, std::fs::Metadata),
+    /// An open file, its metadata and, when it is small and a GET wants it,
+    /// its whole content (read in the same blocking task: one hop to the
+    /// blocking pool per small request instead of two).
+    File(std::fs::File, std::fs::Metadata, Option<Bytes>),
     Dir(Vec<Entry>, bool),
     /// A directory asked for without its trailing slash.
     DirRedirect,
@@ -242,7 +255,8 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
     } else {
         shared.sticky.get(client, index, Instant::now())
     };
-    let found = tokio::task::spawn_blocking(move || lookup(&root, pinned, &rest, trailing)).await;
+    let found =
+        tokio::task::spawn_blocking(move || lookup(&root, pinned, &rest, trailing, !head)).await;
     let found = match found {
         Ok(Ok((found, used_root))) => {
             if release
@@ -269,7 +283,9 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
         Lookup::Dir(entries, truncated) => {
             listing_response(req, &decoded, &entries, truncated, head)
         }
-        Lookup::File(file, meta) => file_response(shared, req, file, &meta, &decoded, head).await,
+        Lookup::File(file, meta, inline) => {
+            file_response(shared, req, file, &meta, inline, &decoded, head)
+        }
     }
 }
 
@@ -281,6 +297,7 @@ fn lookup(
     pinned: Option<PathBuf>,
     rest: &[String],
     trailing: bool,
+    inline_body: bool,
 ) -> std::io::Result<(Lookup, Option<PathBuf>)> {
     let resolved = match pinned.filter(|p| p.is_dir()) {
         Some(pinned) => path::resolve_in(pinned, rest),
@@ -297,10 +314,32 @@ fn lookup(
         Err(e) => return Err(e),
     };
     let root = resolved.root.clone();
-    lookup_resolved(resolved, trailing).map(|l| (l, Some(root)))
+    lookup_resolved(resolved, trailing, inline_body).map(|l| (l, Some(root)))
 }
 
-fn lookup_resolved(resolved: path::Resolved, trailing: bool) -> std::io::Result<Lookup> {
+/// Files up to this size are read whole during the lookup of a GET.
+const INLINE_MAX: u64 = 16 * 1024;
+
+fn read_small(file: &std::fs::File, len: u64) -> std::io::Result<Bytes> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(len as usize);
+    // `take`: a file that grew since the stat is cut at the stat's length,
+    // which is what Content-Length will say; one that shrank is an error.
+    file.take(len).read_to_end(&mut buf)?;
+    if (buf.len() as u64) < len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "file shrank while being read",
+        ));
+    }
+    Ok(Bytes::from(buf))
+}
+
+fn lookup_resolved(
+    resolved: path::Resolved,
+    trailing: bool,
+    inline_body: bool,
+) -> std::io::Result<Lookup> {
     let meta = std::fs::metadata(&resolved.path)?;
     if meta.is_dir() {
         if !trailing {
@@ -324,7 +363,12 @@ fn lookup_resolved(resolved: path::Resolved, trailing: bool) -> std::io::Result<
             // Metadata from the open file, so validators and length describe
             // exactly what will be read.
             let meta = file.metadata()?;
-            Ok(Lookup::File(file, meta))
+            let inline = if inline_body && meta.len() <= INLINE_MAX {
+                Some(read_small(&file, meta.len())?)
+            } else {
+                None
+            };
+            Ok(Lookup::File(file, meta, inline))
         }
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(Lookup::Forbidden),
         Err(e) => Err(e),
@@ -408,11 +452,12 @@ fn listing_response(
     resp
 }
 
-async fn file_response(
+fn file_response(
     shared: &Shared,
     req: &Request<Incoming>,
     file: std::fs::File,
     meta: &std::fs::Metadata,
+    inline: Option<Bytes>,
     decoded: &Decoded,
     head: bool,
 ) -> Response<Body> {
@@ -476,14 +521,17 @@ async fn file_response(
     if head {
         return resp;
     }
-    let mut file = tokio::fs::File::from_std(file);
-    if start > 0
-        && let Err(e) = file.seek(SeekFrom::Start(start)).await
-    {
-        tracing::warn!("http: seek in {}: {e}", req.uri().path());
-        return status(StatusCode::INTERNAL_SERVER_ERROR, head);
-    }
-    *resp.body_mut() = Body::file(file, count, shared.config.chunk_size);
+    *resp.body_mut() = match inline {
+        // Read with the lookup; `start + count <= len` by construction.
+        Some(bytes) => Body::bytes(bytes.slice(start as usize..(start + count) as usize)),
+        None => Body::file(
+            file,
+            start,
+            count,
+            shared.config.chunk_size,
+            shared.body_budget.clone(),
+        ),
+    };
     resp
 }
 

@@ -190,3 +190,34 @@ fn shutdown_with_idle_clients_is_prompt() {
     let (_, eof) = drain(&mut kept, Duration::from_secs(2));
     assert!(eof, "kept-alive connection not closed at shutdown");
 }
+
+#[test]
+fn downloads_share_the_body_memory_budget() {
+    // A budget of exactly one chunk: concurrent downloads take turns, and
+    // every one of them completes intact.
+    let tree = Tree::new();
+    let config = serve::Config {
+        chunk_size: 16 * 1024,
+        body_memory: 16 * 1024,
+        ..serve::Config::default()
+    };
+    let s = Server::start(tree.mounts(), config);
+    let addr = s.addr;
+    let want = crate::util::big();
+    let clients: Vec<_> = (0..6)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let range = format!("bytes={}-", i * 1000);
+                (i, get(addr, "/debian/big.bin", &[("Range", &range)]))
+            })
+        })
+        .collect();
+    for c in clients {
+        let (i, r) = c.join().expect("client thread");
+        assert_eq!(r.status, 206);
+        assert!(
+            r.body == want[i * 1000..],
+            "client {i} got a different body"
+        );
+    }
+}

@@ -109,7 +109,7 @@ fn conditional_requests() {
 
 #[test]
 fn ranges_and_if_range() {
-    let (_tree, s) = server();
+    let (tree, s) = server();
     let data = big();
     let len = data.len();
     let path = "/debian/big.bin";
@@ -170,6 +170,25 @@ fn ranges_and_if_range() {
         ],
     );
     assert_eq!((r.status, r.body.len()), (200, len));
+
+    // Small files (read whole during the lookup) and files around that
+    // size and the chunk size (streamed) honour ranges the same way.
+    let r = get(s.addr, "/debian/hello.txt", &[("Range", "bytes=6-10")]);
+    assert_eq!((r.status, r.body.as_slice()), (206, &b"world"[..]));
+    for size in [16 * 1024, 16 * 1024 + 1, 64 * 1024, 64 * 1024 + 1, 200_000] {
+        let name = format!("sized-{size}.bin");
+        std::fs::write(tree.root.join(&name), &data[..size]).expect("write");
+        let path = format!("/debian/{name}");
+        assert_eq!(get(s.addr, &path, &[]).body, &data[..size], "{size}");
+        let r = get(s.addr, &path, &[("Range", "bytes=1000-")]);
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (206, &data[1000..size]),
+            "{size}"
+        );
+        let r = get(s.addr, &path, &[("Range", "bytes=-3")]);
+        assert_eq!(r.body, &data[size - 3..size], "{size}");
+    }
 
     // HEAD ignores Range.
     let r = method(s.addr, "HEAD", path, &[("Range", "bytes=0-0")]);
