@@ -222,6 +222,83 @@ mod tests {
         }
     }
 
+    /// Random paths over an alphabet rich in separators, dots and escapes:
+    /// whatever decodes must be plain names, and must resolve inside the root.
+    #[test]
+    fn random_paths_never_escape() -> std::io::Result<()> {
+        const PIECES: &[&str] = &[
+            "/",
+            "/",
+            ".",
+            ".",
+            "..",
+            "%2e",
+            "%2E",
+            "%2f",
+            "%2F",
+            "%5c",
+            "\\",
+            "%25",
+            "%00",
+            "%c0%ae",
+            "%c0%af",
+            "%e0%80%ae",
+            "a",
+            "b",
+            "secret",
+            "link",
+            "up",
+            "%",
+            "2",
+            "e",
+            "f",
+            "%ff",
+            "~",
+        ];
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("a/b"))?;
+        std::fs::write(dir.path().join("secret"), b"x")?;
+        std::os::unix::fs::symlink("..", root.join("a/up"))?;
+        std::os::unix::fs::symlink("../secret", root.join("link"))?;
+        let canonical_root = std::fs::canonicalize(&root)?;
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut decoded_ok = 0;
+        for _ in 0..20_000 {
+            let mut raw = String::from("/");
+            for _ in 0..(next() % 8 + 1) {
+                raw.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
+            }
+            let Ok(d) = decode(&raw) else { continue };
+            decoded_ok += 1;
+            for seg in &d.segments {
+                assert!(
+                    seg != "." && seg != ".." && !seg.is_empty(),
+                    "{raw:?} -> {seg:?}"
+                );
+                assert!(!seg.contains(['/', '\\', '\0']), "{raw:?} -> {seg:?}");
+            }
+            if let Some(r) = resolve(&root, &d.segments)? {
+                assert!(
+                    r.path.starts_with(&canonical_root),
+                    "{raw:?} escaped to {:?}",
+                    r.path
+                );
+            }
+        }
+        assert!(
+            decoded_ok > 1_000,
+            "the generator hardly produced valid paths"
+        );
+        Ok(())
+    }
+
     #[test]
     fn resolve_stays_inside_root() -> std::io::Result<()> {
         let dir = tempfile::tempdir()?;

@@ -279,6 +279,9 @@ fn keep_alive_serves_many_requests_on_one_connection() {
             assert_eq!(r.body, b"hello world\n");
         }
     }
+    // HTTP/1.0 without keep-alive: answered, then closed.
+    let r = crate::util::raw(s.addr, b"GET /debian/hello.txt HTTP/1.0\r\n\r\n");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world\n"[..]));
     // Pipelined: two requests in one write.
     c.write_all(b"GET /debian/dir/inner.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /debian/missing HTTP/1.1\r\nHost: t\r\n\r\n")
         .expect("write");
