@@ -30,7 +30,7 @@ pub struct CreateArgs {
     /// v1 and v2 in one torrent (the default).
     #[arg(long, group = "kind")]
     hybrid: bool,
-    /// Piece size in bytes: a power of two from 16384 (default: about 512 pieces).
+    /// Piece size in bytes: a power of two from 16384 (default: about 512 pieces, smaller for hybrids of many small files).
     #[arg(long, value_name = "BYTES")]
     piece_size: Option<u64>,
     /// BEP 19 web seed URL (repeatable).
@@ -74,7 +74,7 @@ pub fn create(args: &CreateArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot make a torrent of {}", args.dir.display()))?;
     progress.finish();
     write_atomically(&args.output, &bytes)?;
-    print_hashes(&meta);
+    print_hashes(&meta)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -100,46 +100,66 @@ pub fn load(file: &Path) -> Result<Metainfo> {
     Metainfo::from_bytes(&bytes).with_context(|| format!("{}: not a valid torrent", file.display()))
 }
 
-fn print_hashes(meta: &Metainfo) {
+fn hashes_text(meta: &Metainfo) -> String {
+    let mut out = String::new();
     if let Some(h) = meta.info.v1_infohash {
-        println!("v1: {}", to_hex(&h));
+        out += &format!("v1: {}\n", to_hex(&h));
     }
     if let Some(h) = meta.info.v2_infohash {
-        println!("v2: {}", to_hex(&h));
+        out += &format!("v2: {}\n", to_hex(&h));
+    }
+    out
+}
+
+/// Writes to stdout; a closed pipe (`swarmsync torrent show F | head`) is
+/// not an error, the reader simply wanted no more.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to stdout")
+        }
+        _ => Ok(()),
     }
 }
 
+fn print_hashes(meta: &Metainfo) -> Result<()> {
+    emit(&hashes_text(meta))
+}
+
 pub fn show(file: &Path) -> Result<ExitCode> {
+    use std::fmt::Write;
     let meta = load(file)?;
     let info = &meta.info;
-    print_hashes(&meta);
     let kind = match info.version {
         Version::V1 => "v1",
         Version::V2 => "v2",
         Version::Hybrid => "hybrid (v1 + v2)",
     };
-    println!("name: {}", info.name);
-    println!("kind: {kind}");
-    println!("piece length: {}", info.piece_length);
-    println!("pieces: {}", info.piece_count());
-    println!("total size: {}", info.total_length());
+    let mut out = hashes_text(&meta);
+    let _ = writeln!(out, "name: {}", info.name);
+    let _ = writeln!(out, "kind: {kind}");
+    let _ = writeln!(out, "piece length: {}", info.piece_length);
+    let _ = writeln!(out, "pieces: {}", info.piece_count());
+    let _ = writeln!(out, "total size: {}", info.total_length());
     if info.private {
-        println!("private: yes");
+        let _ = writeln!(out, "private: yes");
     }
     for tier in &meta.trackers {
-        println!("tracker: {}", tier.join(" "));
+        let _ = writeln!(out, "tracker: {}", tier.join(" "));
     }
     for ws in &meta.web_seeds {
-        println!("web seed: {ws}");
+        let _ = writeln!(out, "web seed: {ws}");
     }
     let real: Vec<_> = info.real_files().collect();
-    println!("files: {}", real.len());
+    let _ = writeln!(out, "files: {}", real.len());
     for f in real {
-        match &f.symlink_target {
-            Some(t) => println!("  {} -> {}", f.display_path(), t.join("/")),
-            None => println!("{:>14}  {}", f.length, f.display_path()),
-        }
+        let _ = match &f.symlink_target {
+            Some(t) => writeln!(out, "  {} -> {}", f.display_path(), t.join("/")),
+            None => writeln!(out, "{:>14}  {}", f.length, f.display_path()),
+        };
     }
+    emit(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 
