@@ -15,11 +15,12 @@
 //! 2. [`resolve`] touches the disk: it canonicalizes the mount root once
 //!    per request (the root may be `<data>/current`, a symlink that moves
 //!    when a snapshot is switched, so the request is pinned to the snapshot
-//!    it resolved), joins the segments onto that canonical root,
-//!    canonicalizes the result (this follows every symlink) and requires
-//!    the result to still lie under the canonical root. Symlinks inside the
-//!    tree (Debian's `stable -> bookworm`) keep working; one that leads
-//!    outside is reported as not found, so its existence does not leak.
+//!    it resolved), then walks the segments down from it with `lstat`; at a
+//!    symlink it canonicalizes the path so far (following every link) and
+//!    requires the result to still lie under the canonical root, then
+//!    walks on from there. Symlinks inside the tree (Debian's
+//!    `stable -> bookworm`) keep working; one that leads outside is
+//!    reported as not found, so its existence does not leak.
 //!
 //! Snapshot trees are immutable once published, so the window between the
 //! check and the `open` has nothing to race with in normal operation.
@@ -138,15 +139,31 @@ pub fn resolve(root: &Path, segments: &[String]) -> std::io::Result<Option<Resol
 
 /// [`resolve`] under a root that is already canonical (a pinned snapshot).
 pub fn resolve_in(root: PathBuf, segments: &[String]) -> std::io::Result<Option<Resolved>> {
-    let mut candidate = root.clone();
-    candidate.extend(segments);
-    let path = match std::fs::canonicalize(&candidate) {
-        Ok(path) => path,
-        Err(e) if is_not_found(&e) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if !path.starts_with(&root) {
-        return Ok(None);
+    // One `lstat` per segment below the root, instead of a `realpath` of the
+    // whole path (one `lstat` per component from `/`): the common case has
+    // no symlinks at all. A symlink is followed by canonicalizing the path
+    // so far, and the prefix check is repeated on the result.
+    let mut path = root.clone();
+    for (i, segment) in segments.iter().enumerate() {
+        path.push(segment);
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if meta.file_type().is_symlink() {
+            path = match std::fs::canonicalize(&path) {
+                Ok(path) => path,
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if !path.starts_with(&root) {
+                return Ok(None);
+            }
+        } else if i + 1 < segments.len() && !meta.is_dir() {
+            // A file used as a directory.
+            return Ok(None);
+        }
     }
     Ok(Some(Resolved { root, path }))
 }
