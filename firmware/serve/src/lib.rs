@@ -48,7 +48,8 @@ pub use server::run;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
     /// URL path prefix, `/` followed by plain segments, no trailing slash
-    /// (`/debian`); `/` alone mounts at the top.
+    /// (`/debian`); `/` alone mounts at the top. `/-` is reserved for the
+    /// node's status page and metrics.
     pub prefix: String,
     /// Directory served under the prefix; must be absolute. It may be a
     /// symlink (`<data>/current`) and need not exist yet: until it does,

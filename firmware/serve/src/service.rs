@@ -97,6 +97,10 @@ impl Shared {
             {
                 return Err(bad("it has a character that needs escaping"));
             }
+            // `/-/…` is where the node's status page and metrics will live.
+            if decoded.segments.first().is_some_and(|s| s == "-") {
+                return Err(bad("/- is reserved for the node's own pages"));
+            }
             if !m.root.is_absolute() {
                 return Err(Error::RelativeRoot(m.root));
             }
@@ -546,7 +550,7 @@ mod tests {
         assert!(ok("/"));
         assert!(ok("/a/b-c_d.e"));
         for bad in [
-            "debian", "/debian/", "//x", "/a/../b", "/a%2fb", "/a b", "/a?b", "",
+            "debian", "/debian/", "//x", "/a/../b", "/a%2fb", "/a b", "/a?b", "", "/-", "/-/x",
         ] {
             assert!(!ok(bad), "{bad:?}");
         }
