@@ -71,3 +71,52 @@ fn a_client_keeps_its_snapshot_for_the_grace_window() {
     std::fs::remove_dir_all(data.join("snapshots/1")).expect("rm");
     assert_eq!(body(A, &s, packages), "P2");
 }
+
+#[test]
+fn a_download_in_flight_survives_a_switch_and_removal_of_its_snapshot() {
+    // The open file keeps the old inode alive: a response that started in
+    // one snapshot ends in it, even if the node switches `current` and
+    // garbage-collects that snapshot meanwhile.
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path();
+    let size = 8 * 1024 * 1024;
+    for (seq, byte) in [("1", 0x11u8), ("2", 0x22u8)] {
+        let dir = data.join(format!("snapshots/{seq}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("big.bin"), vec![byte; size]).expect("write");
+    }
+    switch(data, "1");
+    let s = Server::start(
+        vec![serve::Mount::new("/d", data.join("current"))],
+        serve::Config::default(),
+    );
+    let mut c = std::net::TcpStream::connect(s.addr).expect("connect");
+    c.write_all(b"GET /d/big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut first = vec![0u8; 64 * 1024];
+    c.read_exact(&mut first).expect("first bytes");
+    switch(data, "2");
+    std::fs::remove_dir_all(data.join("snapshots/1")).expect("rm");
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).expect("rest");
+    first.extend_from_slice(&rest);
+    let body_at = first
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("head")
+        + 4;
+    let body = &first[body_at..];
+    assert_eq!(body.len(), size);
+    assert!(
+        body.iter().all(|&b| b == 0x11),
+        "bytes from the new snapshot leaked into the old file"
+    );
+    // And the next request sees the new snapshot.
+    assert!(
+        get_from(A, s.addr, "/d/big.bin")
+            .body
+            .iter()
+            .all(|&b| b == 0x22)
+    );
+}
