@@ -1,5 +1,5 @@
 //! The real apt-get against the server: `update` (signed InRelease,
-//! compressed Packages), `download` of a package whose version has a `+`
+//! compressed Packages fetched by-hash), `download` of a package whose version has a `+`
 //! (apt asks for it as `%2b`), and a download resumed from a partial file
 //! through Range + If-Range, plus its negative control (a stale partial file
 //! must be replaced, not extended).
@@ -215,6 +215,10 @@ fn apt_get_update_download_and_resume() {
     let release = run(Command::new("apt-ftparchive").current_dir(&repo).args([
         "-o",
         "APT::FTPArchive::Release::Origin=swarmsync-test",
+        // As Debian's archive: MD5Sum and SHA256 only, so SHA256 is the
+        // strongest hash and the one apt asks for by-hash.
+        "-o",
+        "APT::FTPArchive::SHA512=false",
         "-o",
         "APT::FTPArchive::Release::Suite=stable",
         "-o",
@@ -226,7 +230,23 @@ fn apt_get_update_download_and_resume() {
         "release",
         "dists/stable",
     ]));
-    std::fs::write(repo.join("dists/stable/Release"), &release.stdout).expect("Release");
+    // by-hash: the indexes also under their SHA256 (as Debian's archive
+    // publishes them), announced with Acquire-By-Hash; apt then asks only
+    // for the by-hash paths, and silently falls back (an `Ign:` line) if
+    // they are missing.
+    let by_hash = bin.join("by-hash/SHA256");
+    mkdirs(&[&by_hash]);
+    for index in ["Packages", "Packages.gz"] {
+        let sum = run(Command::new("sha256sum").arg(bin.join(index)));
+        let sum = String::from_utf8_lossy(&sum.stdout);
+        let hash = sum.split_whitespace().next().expect("sha256sum output");
+        std::fs::copy(bin.join(index), by_hash.join(hash)).expect("by-hash copy");
+    }
+    let mut release = String::from_utf8(release.stdout).expect("Release is UTF-8");
+    assert!(!release.contains("Acquire-By-Hash"), "{release}");
+    release = release.replacen("\nDate:", "\nAcquire-By-Hash: yes\nDate:", 1);
+    assert!(release.contains("Acquire-By-Hash: yes"), "{release}");
+    std::fs::write(repo.join("dists/stable/Release"), release).expect("Release");
     let gpg = Gpg {
         home: work.join("gnupg"),
     };
@@ -266,9 +286,13 @@ fn apt_get_update_download_and_resume() {
     );
     let apt = Apt::new(work, &server.url("/debian"), &arch, &key);
 
-    let update = apt.get(work, &["update"]);
+    let update = apt.get(work, &["-o", "Debug::Acquire::http=true", "update"]);
     assert!(update.contains("InRelease"), "{update}");
     assert!(update.contains("Packages"), "{update}");
+    assert!(
+        update.contains("/by-hash/SHA256/"),
+        "apt did not use by-hash:\n{update}"
+    );
 
     // Download: apt asks for `hello-swarm_1.0%2b1_all.deb`.
     let dl = work.join("dl");
