@@ -141,8 +141,44 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Makes sure this process may open `need` descriptors (client and server
+/// sockets of the test both live here), raising the soft limit with
+/// util-linux's prlimit when the hard limit allows.
+fn ensure_nofile(need: u64) {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let line = limits.lines().find(|l| l.starts_with("Max open files"));
+    let nums: Vec<u64> = line
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (soft, hard) = match nums.as_slice() {
+        [soft, hard, ..] => (*soft, *hard),
+        _ => return,
+    };
+    if soft >= need {
+        return;
+    }
+    assert!(
+        hard >= need,
+        "this test needs {need} open files; the hard limit is {hard}"
+    );
+    let ok = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", std::process::id()))
+        .arg(format!("--nofile={need}:{hard}"))
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "could not raise the open-file limit from {soft} to {need} with prlimit"
+    );
+}
+
 #[test]
 fn a_thousand_idle_connections_do_not_block_a_new_client() {
+    ensure_nofile(2_300);
     let tree = Tree::new();
     let s = Server::start(tree.mounts(), serve::Config::default());
     assert_eq!(get(s.addr, "/debian/hello.txt", &[]).status, 200);
