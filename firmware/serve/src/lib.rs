@@ -25,8 +25,19 @@
 //! Trust boundary: everything in a request is attacker-controlled (any host
 //! on the LAN can connect). What bounds it: header count and size, URI length,
 //! a header-read timeout (slowloris) and an idle timeout, a cap on
-//! connections, bodies streamed in fixed chunks, and path resolution that
-//! can only name files under a mount's root. Read-only: only GET and HEAD.
+//! connections, bodies streamed in fixed chunks that draw on one memory
+//! budget, and path resolution that can only name files under a mount's
+//! root. Read-only: only GET and HEAD. SECURITY.md has the details.
+//!
+//! ```no_run
+//! # async fn example(stop: impl std::future::Future) -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:80").await?;
+//! let mounts = vec![serve::Mount::new("/debian", "/data/debian/current")];
+//! // Returns once `stop` completes and in-flight responses are done.
+//! serve::run(listener, mounts, serve::Config::default(), stop).await?;
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
 mod body;
