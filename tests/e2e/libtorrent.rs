@@ -6,10 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const PYTHON: &str = "/usr/bin/python3";
 const KIB: u64 = 1024;
@@ -19,69 +18,11 @@ const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
 // --- running things -------------------------------------------------------------
 
-struct Run {
-    /// None when killed by a signal.
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    what: String,
-}
-
-impl Run {
-    fn ok(self) -> Run {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "{} failed\nstdout:\n{}\nstderr:\n{}",
-            self.what,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-}
+use crate::common::Run;
 
 /// Runs `cmd` to completion, killing it after [`CHILD_TIMEOUT`].
 fn run(cmd: &mut Command) -> Run {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait for child") {
-            break s;
-        }
-        if start.elapsed() > CHILD_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {CHILD_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let stdout = String::from_utf8_lossy(&t_out.join().expect("stdout reader")).into_owned();
-    let stderr = String::from_utf8_lossy(&t_err.join().expect("stderr reader")).into_owned();
-    Run {
-        code: status.code(),
-        stdout,
-        stderr,
-        what,
-    }
+    crate::common::run_within(cmd, CHILD_TIMEOUT)
 }
 
 fn swarmsync<I, S>(args: I) -> Run

@@ -1,4 +1,5 @@
 //! End-to-end tests: one test binary, one module per area.
+mod common;
 mod libtorrent;
 mod store_crash;
 mod swarm;
