@@ -128,6 +128,7 @@ struct Peer {
     virtual_peer: bool,
     handshaken: bool,
     sent_handshake: bool,
+    /// Piece announcements received (bitfield, HaveAll/None, HAVE).
     messages: u64,
     reserved: Reserved,
     rx: Vec<u8>,
@@ -532,10 +533,13 @@ impl Session {
         let Some(peer) = self.peers.get_mut(&key) else {
             return Ok(());
         };
-        // The extension handshake and keep-alives may precede the bitfield.
-        if !matches!(
+        // Only messages about what the peer has count here: a bitfield (or
+        // HaveAll/HaveNone) must come before any HAVE, but clients differ in
+        // what else they send first (aria2 sends its own state, libtorrent
+        // the extension handshake), and that is harmless.
+        if matches!(
             msg,
-            Message::Extended { .. } | Message::KeepAlive | Message::Port(_)
+            Message::Bitfield(_) | Message::HaveAll | Message::HaveNone | Message::Have(_)
         ) {
             peer.messages += 1;
         }
@@ -573,7 +577,7 @@ impl Session {
             }
             Message::Bitfield(bytes) => {
                 if !first {
-                    return Err("sent a bitfield after other messages".into());
+                    return Err("sent a bitfield after other piece announcements".into());
                 }
                 let bf = Bitfield::from_wire(bytes, n).ok_or_else(|| {
                     format!(
