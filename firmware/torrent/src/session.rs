@@ -128,7 +128,6 @@ struct Peer {
     virtual_peer: bool,
     handshaken: bool,
     sent_handshake: bool,
-    /// Piece announcements received (bitfield, HaveAll/None, HAVE).
     messages: u64,
     reserved: Reserved,
     rx: Vec<u8>,
@@ -533,17 +532,7 @@ impl Session {
         let Some(peer) = self.peers.get_mut(&key) else {
             return Ok(());
         };
-        // Only messages about what the peer has count here: a bitfield (or
-        // HaveAll/HaveNone) must come before any HAVE, but clients differ in
-        // what else they send first (aria2 sends its own state, libtorrent
-        // the extension handshake), and that is harmless.
-        if matches!(
-            msg,
-            Message::Bitfield(_) | Message::HaveAll | Message::HaveNone | Message::Have(_)
-        ) {
-            peer.messages += 1;
-        }
-        let first = peer.messages == 1;
+        peer.messages += 1;
         let fast = peer.reserved.fast;
         match msg {
             Message::KeepAlive
@@ -576,28 +565,34 @@ impl Session {
                 self.update_interest(key);
             }
             Message::Bitfield(bytes) => {
-                if !first {
-                    return Err("sent a bitfield after other piece announcements".into());
-                }
+                // BEP 3 wants it first, but aria2 sends HaveNone and then a
+                // bitfield: accept a late one as a replacement of what we
+                // knew, as libtorrent does.
                 let bf = Bitfield::from_wire(bytes, n).ok_or_else(|| {
                     format!(
                         "sent a bitfield of {} bytes for {n} pieces (or with spare bits set)",
                         bytes.len()
                     )
                 })?;
-                self.picker.peer_has_all(&bf);
-                peer.has = bf;
+                let old = std::mem::replace(&mut peer.has, bf);
+                let has = peer.has.clone();
+                self.picker.peer_lost_all(&old);
+                self.picker.peer_has_all(&has);
                 self.update_interest(key);
             }
             Message::HaveAll | Message::HaveNone => {
-                if !fast || !first {
-                    return Err("sent HaveAll/HaveNone without the fast extension or late".into());
+                if !fast {
+                    return Err("sent HaveAll/HaveNone without the fast extension".into());
                 }
-                if matches!(msg, Message::HaveAll) {
-                    peer.has = Bitfield::full(n);
-                    let has = peer.has.clone();
-                    self.picker.peer_has_all(&has);
-                }
+                let new = if matches!(msg, Message::HaveAll) {
+                    Bitfield::full(n)
+                } else {
+                    Bitfield::new(n)
+                };
+                let old = std::mem::replace(&mut peer.has, new);
+                let has = peer.has.clone();
+                self.picker.peer_lost_all(&old);
+                self.picker.peer_has_all(&has);
                 self.update_interest(key);
             }
             Message::Request {
