@@ -13,8 +13,9 @@ defaults (uTP, encryption) cost throughput on loopback.
       Checks the data under SAVE_PATH (or trusts it with --seed-mode), then
       prints `port: N` (its listening port) and `ready`, and seeds. It
       connects to every --peer (and again every 2 s while not connected).
-      Lines on stdin: `connect HOST:PORT` connects every torrent to that
-      peer; `quit` ends it. It ends at stdin EOF (unless --stay), after
+      Lines on stdin: `connect HOST:PORT [N]` connects every torrent (or
+      the Nth, from 0, in the order given) to that peer, trying again every
+      0.2 s for up to 30 s until it is connected once; `quit` ends it. It ends at stdin EOF (unless --stay), after
       --timeout seconds, or on SIGTERM; then prints `uploaded: BYTES`.
   leech SAVE_PATH TORRENT [--port P] [--peer HOST:PORT]... [--timeout S]
        [--recheck]
@@ -177,7 +178,11 @@ def cmd_seed(a):
     say("port: %d" % port)
     say("ready")
     peers = list(a.peer)
+    # One-shot `connect` commands: (handle, peer, first try) until connected
+    # once (a downloader may not listen yet when it is named), for 30 s.
+    pending = []
     last_try = 0.0
+    last_pending = 0.0
     stdin_open = True
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -190,8 +195,18 @@ def cmd_seed(a):
                 for p in peers:
                     if not connected_to(h, p):
                         connect(h, p)
+        if pending and now - last_pending >= 0.2:
+            last_pending = now
+            still = []
+            for h, p, first in pending:
+                if connected_to(h, p):
+                    continue
+                if now - first < 30:
+                    connect(h, p)
+                    still.append((h, p, first))
+            pending = still
         if stdin_open:
-            r, _, _ = select.select([sys.stdin], [], [], 0.1)
+            r, _, _ = select.select([sys.stdin], [], [], 0.05)
             if r:
                 line = sys.stdin.readline()
                 if not line:
@@ -202,11 +217,12 @@ def cmd_seed(a):
                 words = line.split()
                 if words[:1] == ["quit"]:
                     break
-                if words[:1] == ["connect"] and len(words) == 2:
+                if words[:1] == ["connect"] and len(words) in (2, 3):
                     p = addr(words[1])
-                    peers.append(p)
-                    for h in handles:
+                    which = handles if len(words) == 2 else [handles[int(words[2])]]
+                    for h in which:
                         connect(h, p)
+                        pending.append((h, p, time.monotonic()))
                     say("connecting: %s:%d" % p)
         else:
             time.sleep(0.1)

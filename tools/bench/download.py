@@ -198,8 +198,9 @@ class Seeder:
                 return
         die("the libtorrent seeder did not get ready")
 
-    def connect(self, port):
-        self.p.stdin.write("connect 127.0.0.1:%d\n" % port)
+    def connect(self, port, torrent):
+        """Connects the Nth torrent (0 hybrid, 1 v1) to a local port."""
+        self.p.stdin.write("connect 127.0.0.1:%d %d\n" % (port, torrent))
         self.p.stdin.flush()
 
     @property
@@ -230,7 +231,7 @@ def bench_aria2(torrent, dl, seeder):
         "--file-allocation=falloc", "--summary-interval=0", "--console-log-level=warn",
         "--stop=600", "--dir=%s" % dl, torrent,
     ]
-    wall, ru, s, _ = run_process(argv, 620, dl + ".log", on_start=lambda: seeder.connect(port))
+    wall, ru, s, _ = run_process(argv, 620, dl + ".log", on_start=lambda: seeder.connect(port, 1))
     return wall, ru.ru_maxrss, s.anon, ru.ru_utime + ru.ru_stime
 
 
@@ -269,7 +270,7 @@ class Transmission:
         cpu0 = cpu_seconds(self.p.pid)
         t0 = time.monotonic()
         self.remote("-a", torrent, "-w", dl)
-        seeder.connect(self.peer)
+        seeder.connect(self.peer, 1)
         ids = [l.split()[0].rstrip("*") for l in self.remote("-l").splitlines()[1:]
                if l.split() and l.split()[0].rstrip("*").isdigit()]
         tid = ids[-1]
