@@ -79,7 +79,11 @@ fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("SWARMSYNC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal: cron mails and journald get plain lines.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
+        .with_ansi(colour)
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
