@@ -129,11 +129,11 @@ enum WebSeedEvent {
 /// The 20-byte handshake hashes of a torrent: v1 (or truncated v2), and
 /// the truncated v2 of a hybrid.
 pub fn handshake_hashes(meta: &Metainfo) -> ([u8; 20], Option<[u8; 20]>) {
-    let v2 = meta.info.v2_infohash.map(|h| {
-        let mut t = [0u8; 20];
-        t.copy_from_slice(&h[..20]);
-        t
-    });
+    let v2 = meta
+        .info
+        .v2_infohash
+        .as_ref()
+        .map(torrent::wire::truncated_v2);
     match meta.info.v1_infohash {
         Some(v1) => (v1, v2),
         None => (v2.unwrap_or_default(), None),

@@ -60,14 +60,8 @@ pub async fn fetch(
     deadline: Duration,
 ) -> Result<Fetched, crate::Error> {
     let hashes = InfoHashes::from(magnet);
-    let info_hash = match (magnet.v1, magnet.v2) {
-        (Some(v1), _) => v1,
-        (None, Some(v2)) => {
-            let mut t = [0u8; 20];
-            t.copy_from_slice(&v2[..20]);
-            t
-        }
-        (None, None) => return Err(crate::Error::Metadata("magnet has no infohash".into())),
+    let Some(info_hash) = magnet.swarm_hash() else {
+        return Err(crate::Error::Metadata("magnet has no infohash".into()));
     };
     let started = Instant::now();
     let mut tried: HashSet<SocketAddr> = HashSet::new();

@@ -182,13 +182,7 @@ async fn metadata(
     port: u16,
 ) -> Result<swarm::metadata::Fetched> {
     let (tx, rx) = tokio::sync::mpsc::channel(256);
-    let info_hash = magnet.v1.or_else(|| {
-        magnet.v2.map(|h| {
-            let mut t = [0u8; 20];
-            t.copy_from_slice(&h[..20]);
-            t
-        })
-    });
+    let info_hash = magnet.swarm_hash();
     if let Some(info_hash) = info_hash {
         for url in trackers {
             let tx = tx.clone();

@@ -72,6 +72,13 @@ impl Magnet {
         Ok(m)
     }
 
+    /// The 20-byte hash peers and trackers know the torrent by: the v1
+    /// infohash, else the truncated v2 one.
+    pub fn swarm_hash(&self) -> Option<Sha1> {
+        self.v1
+            .or_else(|| self.v2.as_ref().map(crate::wire::truncated_v2))
+    }
+
     /// Renders the link (v2 first, as libtorrent does).
     pub fn to_uri(&self) -> String {
         let mut parts = Vec::new();

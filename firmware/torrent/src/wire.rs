@@ -72,6 +72,14 @@ impl Reserved {
     }
 }
 
+/// The 20 bytes a v2 infohash becomes in handshakes, trackers and LSD:
+/// its first 20 bytes (BEP 52).
+pub fn truncated_v2(h: &crate::hash::Sha256) -> [u8; 20] {
+    let mut t = [0u8; 20];
+    t.copy_from_slice(&h[..20]);
+    t
+}
+
 /// A handshake. v2 peers send the truncated (first 20 bytes) v2 infohash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Handshake {
