@@ -107,10 +107,28 @@ impl Nginx {
     }
 
     /// (connections, requests) nginx has logged so far.
+    /// nginx writes an access-log line after the response has gone out, so
+    /// a client can hold its answer before the line exists: read until the
+    /// counts have not changed for 150 ms (at most 3 s).
     fn connections_and_requests(&self) -> (usize, usize) {
-        let log = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
-        let conns: BTreeSet<&str> = log.lines().filter_map(|l| l.split(' ').next()).collect();
-        (conns.len(), log.lines().count())
+        let read = || {
+            let log = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+            let conns: BTreeSet<&str> = log.lines().filter_map(|l| l.split(' ').next()).collect();
+            (conns.len(), log.lines().count())
+        };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut last = read();
+        let mut stable = 0;
+        while stable < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = read();
+            if now == last {
+                stable += 1;
+            } else {
+                (last, stable) = (now, 0);
+            }
+        }
+        last
     }
 }
 
