@@ -1,0 +1,1 @@
+//! Board support: board detection, LED backends, hardware watchdog.

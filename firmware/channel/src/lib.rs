@@ -1,0 +1,1 @@
+//! Signed update channels: keys, releases, acceptance rules, feeds.

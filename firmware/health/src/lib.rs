@@ -1,0 +1,2 @@
+//! LED health patterns for a node, as a pure tick-driven state machine.
+#![no_std]

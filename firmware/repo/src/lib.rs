@@ -1,0 +1,1 @@
+//! apt and rpm repository metadata readers and subset selection.
