@@ -114,6 +114,12 @@ pub fn evaluate(headers: &HeaderMap, v: &Validators) -> Precondition {
     Precondition::Proceed
 }
 
+/// True when If-None-Match lists `etag` (weak comparison) or `*`: a GET
+/// of a generated page with that tag gets 304.
+pub fn none_match(headers: &HeaderMap, etag: &str) -> bool {
+    etag_list(headers, header::IF_NONE_MATCH).is_some_and(|list| weak_match(&list, etag))
+}
+
 /// What to send for a GET, given its Range and If-Range headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RangeDecision {

@@ -1,6 +1,7 @@
-//! The crate's one error type. Only setup can fail: once running, a bad
-//! request becomes an HTTP status and a broken connection is dropped, never
-//! an error that stops the server.
+//! The crate's one error type. Only setup can fail (and parsing a status
+//! page fetched by `swarmsync status`): once running, a bad request becomes
+//! an HTTP status and a broken connection is dropped, never an error that
+//! stops the server.
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -30,4 +31,7 @@ pub enum Error {
         /// The allowed range.
         reason: &'static str,
     },
+    /// A status page (`/-/status.json`) that is not valid status JSON.
+    #[error("invalid status JSON: {0}")]
+    StatusJson(#[source] serde_json::Error),
 }

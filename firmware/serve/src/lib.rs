@@ -20,7 +20,8 @@
 //! - `cond`: preconditions and ranges, pure functions of headers;
 //! - `sticky`: a client that fetched a release file keeps its snapshot;
 //! - `service`: the handler that ties them to the file system;
-//! - `listing`, `body`: directory pages and streamed file bodies.
+//! - `listing`, `body`: directory pages and streamed file bodies;
+//! - `special`: the `/-/…` hook; `status`: the status model and its pages.
 //!
 //! Trust boundary: everything in a request is attacker-controlled (any host
 //! on the LAN can connect). What bounds it: header count and size, URI length,
@@ -29,15 +30,30 @@
 //! budget, and path resolution that can only name files under a mount's
 //! root. Read-only: only GET and HEAD. SECURITY.md has the details.
 //!
+//! The reserved `/-/…` namespace is answered by a [`Special`] the caller
+//! passes in: the node's [`StatusBoard`] (status page, JSON, metrics), the
+//! origin's release feed, or both through a [`Chain`].
+//!
 //! ```no_run
 //! # async fn example(stop: impl std::future::Future) -> Result<(), Box<dyn std::error::Error>> {
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:80").await?;
-//! let mounts = vec![serve::Mount::new("/debian", "/data/debian/current")];
+//! let mounts = vec![serve::Mount::with_snapshots(
+//!     "/debian",
+//!     "/data/debian/current",
+//!     "/data/debian/snapshots",
+//! )];
+//! let board = serve::StatusBoard::new(); // the node keeps a clone and updates it
 //! // Returns once `stop` completes and in-flight responses are done.
-//! serve::run(listener, mounts, serve::Config::default(), stop).await?;
+//! serve::Server::new(mounts, serve::Config::default())
+//!     .status(board.clone())
+//!     .run(listener, stop)
+//!     .await?;
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! `serve::run(listener, mounts, config, stop)` is the same without a
+//! status board or special pages.
 #![forbid(unsafe_code)]
 
 mod body;
@@ -47,13 +63,18 @@ mod listing;
 mod path;
 mod server;
 mod service;
+mod special;
+pub mod status;
 mod sticky;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use bytes::Bytes;
 pub use error::Error;
-pub use server::run;
+pub use server::{Server, run};
+pub use special::{Chain, Special, SpecialResponse};
+pub use status::StatusBoard;
 
 /// One URL prefix served from one directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +87,12 @@ pub struct Mount {
     /// symlink (`<data>/current`) and need not exist yet: until it does,
     /// requests under the prefix get 404.
     pub root: PathBuf,
+    /// The store's snapshots directory (`<data>/snapshots`, one
+    /// subdirectory per retained snapshot), when `root` points into it: a
+    /// `by-hash/<ALGO>/<hex>` file missing from the client's snapshot is
+    /// then served from the newest other snapshot that has it (its name is
+    /// its hash, so any copy is the right one).
+    pub snapshots: Option<PathBuf>,
 }
 
 impl Mount {
@@ -74,6 +101,20 @@ impl Mount {
         Mount {
             prefix: prefix.into(),
             root: root.into(),
+            snapshots: None,
+        }
+    }
+
+    /// A mount of `current` (a symlink into `snapshots`) at `prefix`, with
+    /// by-hash files found across all snapshots in `snapshots`.
+    pub fn with_snapshots(
+        prefix: impl Into<String>,
+        current: impl Into<PathBuf>,
+        snapshots: impl Into<PathBuf>,
+    ) -> Self {
+        Mount {
+            snapshots: Some(snapshots.into()),
+            ..Mount::new(prefix, current)
         }
     }
 }

@@ -39,6 +39,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::service::{Shared, handle};
+use crate::special::{Chain, Special};
+use crate::status::{HttpCounters, StatusBoard};
 use crate::{Config, Error, Mount};
 
 /// Written to a connection over the cap, then the connection is closed.
@@ -46,6 +48,7 @@ const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nr
 
 /// Serves `mounts` on `listener` until `shutdown` completes, then finishes
 /// in-flight responses (up to [`Config::shutdown_grace`]) and returns.
+/// `/-/…` is 404; use [`Server`] for a status board or special pages.
 ///
 /// Fails only on invalid mounts or settings, before accepting anything.
 pub async fn run(
@@ -54,7 +57,69 @@ pub async fn run(
     config: Config,
     shutdown: impl Future,
 ) -> Result<(), Error> {
-    let shared = Arc::new(Shared::new(mounts, config)?);
+    Server::new(mounts, config).run(listener, shutdown).await
+}
+
+/// A server to be run: mounts, settings, and what answers under `/-/`.
+pub struct Server {
+    mounts: Vec<Mount>,
+    config: Config,
+    special: Option<Arc<dyn Special>>,
+    board: Option<StatusBoard>,
+}
+
+impl Server {
+    /// Serves `mounts` with `config`; nothing under `/-/` yet.
+    pub fn new(mounts: Vec<Mount>, config: Config) -> Self {
+        Server {
+            mounts,
+            config,
+            special: None,
+            board: None,
+        }
+    }
+
+    /// Answers `/-/…` with `special` (after the status board's pages, if
+    /// one is set). Combine several with [`crate::Chain`].
+    #[must_use]
+    pub fn special(mut self, special: Arc<dyn Special>) -> Self {
+        self.special = Some(special);
+        self
+    }
+
+    /// Counts HTTP statistics into `board` and serves its `/-/status`,
+    /// `/-/status.json` and `/-/metrics`.
+    #[must_use]
+    pub fn status(mut self, board: StatusBoard) -> Self {
+        self.board = Some(board);
+        self
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then finishes
+    /// in-flight responses (up to [`Config::shutdown_grace`]) and returns.
+    ///
+    /// Fails only on invalid mounts or settings, before accepting anything.
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future) -> Result<(), Error> {
+        let counters = self
+            .board
+            .as_ref()
+            .map_or_else(Default::default, StatusBoard::counters);
+        let special: Option<Arc<dyn Special>> = match (self.board, self.special) {
+            (Some(board), Some(other)) => Some(Arc::new(Chain::new(vec![Arc::new(board), other]))),
+            (Some(board), None) => Some(Arc::new(board)),
+            (None, other) => other,
+        };
+        serve(
+            listener,
+            Shared::new(self.mounts, self.config, special, counters)?,
+            shutdown,
+        )
+        .await
+    }
+}
+
+async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future) -> Result<(), Error> {
+    let shared = Arc::new(shared);
     let config = &shared.config;
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -114,12 +179,17 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let counters = shared.counters.clone();
+    HttpCounters::add(&counters.connections_total, 1);
+    HttpCounters::add(&counters.connections, 1);
+    let _open = OpenConnection(counters.clone());
     let start = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
     let io = TokioIo::new(Tracked {
         inner: stream,
         start,
         last: last.clone(),
+        counters,
     });
     let idle = shared.config.idle_timeout;
     let svc = service_fn(move |req| handle(shared.clone(), client, req));
@@ -154,18 +224,34 @@ async fn connection(
     }
 }
 
+/// Counts a connection as open until dropped (also when the task is
+/// aborted at shutdown).
+struct OpenConnection(Arc<HttpCounters>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A socket that records when bytes last moved, in milliseconds since
-/// `start`.
+/// `start`, and counts the bytes it sends.
 struct Tracked {
     inner: TcpStream,
     start: Instant,
     last: Arc<AtomicU64>,
+    counters: Arc<HttpCounters>,
 }
 
 impl Tracked {
     fn touch(&self) {
         let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last.store(ms, Ordering::Relaxed);
+    }
+
+    fn sent(&self, n: usize) {
+        self.touch();
+        HttpCounters::add(&self.counters.bytes_sent, n as u64);
     }
 }
 
@@ -193,8 +279,10 @@ impl AsyncWrite for Tracked {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            this.touch();
+        if let Poll::Ready(Ok(n)) = poll
+            && n > 0
+        {
+            this.sent(n);
         }
         poll
     }
@@ -206,8 +294,10 @@ impl AsyncWrite for Tracked {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            this.touch();
+        if let Poll::Ready(Ok(n)) = poll
+            && n > 0
+        {
+            this.sent(n);
         }
         poll
     }

@@ -21,6 +21,8 @@ use crate::body::{Body, content_type};
 use crate::cond::{self, Precondition, RangeDecision, Validators};
 use crate::listing::{self, Entry};
 use crate::path::{self, Decoded};
+use crate::special::{Special, SpecialResponse, special_path};
+use crate::status::HttpCounters;
 use crate::sticky::{self, Sticky};
 use crate::{Config, Error, Mount};
 
@@ -31,19 +33,26 @@ struct Mounted {
     root: PathBuf,
 }
 
-/// What every connection shares: mounts, settings, snapshot pins.
-#[derive(Debug)]
+/// What every connection shares: mounts, settings, snapshot pins, the
+/// `/-/` handler and the HTTP counters.
 pub struct Shared {
     mounts: Vec<Mounted>,
     pub config: Config,
     sticky: Sticky,
     /// Bytes of file chunks in memory, over all connections (in KiB).
     body_budget: Arc<tokio::sync::Semaphore>,
+    special: Option<Arc<dyn Special>>,
+    pub counters: Arc<HttpCounters>,
 }
 
 impl Shared {
     /// Validates mounts and settings.
-    pub fn new(mounts: Vec<Mount>, config: Config) -> Result<Self, Error> {
+    pub fn new(
+        mounts: Vec<Mount>,
+        config: Config,
+        special: Option<Arc<dyn Special>>,
+        counters: Arc<HttpCounters>,
+    ) -> Result<Self, Error> {
         let checks: [(&'static str, bool, &'static str); 6] = [
             (
                 "max_connections",
@@ -130,6 +139,8 @@ impl Shared {
             config,
             sticky,
             body_budget,
+            special,
+            counters,
         })
     }
 
@@ -196,7 +207,12 @@ pub async fn handle(
     client: IpAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    Ok(respond(&shared, client, &req).await)
+    let resp = respond(&shared, client, &req).await;
+    HttpCounters::add(&shared.counters.requests, 1);
+    if resp.status() == StatusCode::NOT_FOUND {
+        HttpCounters::add(&shared.counters.not_found, 1);
+    }
+    Ok(resp)
 }
 
 async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Response<Body> {
@@ -229,6 +245,10 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
             return status(StatusCode::BAD_REQUEST, head);
         }
     };
+    if let Some(below) = decoded.segments.strip_prefix(&["-".to_string()]) {
+        let path = special_path(below, decoded.trailing_slash);
+        return special_response(shared, req, path, head).await;
+    }
     let Some((index, mount, rest)) = shared.mount_for(&decoded.segments) else {
         let children = shared.virtual_children(&decoded.segments);
         if children.is_empty() {
@@ -291,6 +311,75 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
             file_response(shared, req, file, &meta, inline, &decoded, head)
         }
     }
+}
+
+/// Answers `/-/…` from the [`Special`], if any, on the blocking pool.
+async fn special_response(
+    shared: &Shared,
+    req: &Request<Incoming>,
+    path: String,
+    head: bool,
+) -> Response<Body> {
+    let Some(special) = shared.special.clone() else {
+        return status(StatusCode::NOT_FOUND, head);
+    };
+    let answer = match tokio::task::spawn_blocking(move || special.get(&path)).await {
+        Ok(Some(answer)) => answer,
+        Ok(None) => return status(StatusCode::NOT_FOUND, head),
+        Err(e) => {
+            tracing::warn!("http: {}: special page failed: {e}", req.uri().path());
+            return status(StatusCode::INTERNAL_SERVER_ERROR, head);
+        }
+    };
+    match build_special(req, answer, head) {
+        Some(resp) => resp,
+        None => {
+            tracing::warn!(
+                "http: {}: special page has an invalid status or header",
+                req.uri().path()
+            );
+            status(StatusCode::INTERNAL_SERVER_ERROR, head)
+        }
+    }
+}
+
+fn build_special(
+    req: &Request<Incoming>,
+    answer: SpecialResponse,
+    head: bool,
+) -> Option<Response<Body>> {
+    let code = StatusCode::from_u16(answer.status).ok()?;
+    let mut resp = Response::new(Body::Empty);
+    *resp.status_mut() = code;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&answer.content_type).ok()?,
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        match &answer.cache_control {
+            Some(v) => HeaderValue::from_str(v).ok()?,
+            None => HeaderValue::from_static("no-cache"),
+        },
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Some(tag) = &answer.etag {
+        h.insert(header::ETAG, HeaderValue::from_str(tag).ok()?);
+        if code == StatusCode::OK && cond::none_match(req.headers(), tag) {
+            *resp.status_mut() = StatusCode::NOT_MODIFIED;
+            return Some(resp);
+        }
+    }
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(answer.body.len()));
+    if !head {
+        *resp.body_mut() = Body::bytes(answer.body);
+    }
+    Some(resp)
 }
 
 /// Blocking: resolves (under `pinned`, a canonical snapshot root, while it
@@ -543,9 +632,13 @@ fn file_response(
 mod tests {
     use super::*;
 
+    fn shared(mounts: Vec<Mount>, config: Config) -> Result<Shared, Error> {
+        Shared::new(mounts, config, None, Default::default())
+    }
+
     #[test]
     fn mount_validation() {
-        let ok = |p: &str| Shared::new(vec![Mount::new(p, "/srv")], Config::default()).is_ok();
+        let ok = |p: &str| shared(vec![Mount::new(p, "/srv")], Config::default()).is_ok();
         assert!(ok("/debian"));
         assert!(ok("/"));
         assert!(ok("/a/b-c_d.e"));
@@ -554,9 +647,9 @@ mod tests {
         ] {
             assert!(!ok(bad), "{bad:?}");
         }
-        let rel = Shared::new(vec![Mount::new("/d", "srv")], Config::default());
+        let rel = shared(vec![Mount::new("/d", "srv")], Config::default());
         assert!(matches!(rel, Err(Error::RelativeRoot(_))));
-        let dup = Shared::new(
+        let dup = shared(
             vec![Mount::new("/d", "/a"), Mount::new("/d", "/b")],
             Config::default(),
         );
@@ -565,15 +658,12 @@ mod tests {
             max_connections: 0,
             ..Config::default()
         };
-        assert!(matches!(
-            Shared::new(vec![], zero),
-            Err(Error::Config { .. })
-        ));
+        assert!(matches!(shared(vec![], zero), Err(Error::Config { .. })));
     }
 
     #[test]
     fn longest_prefix_wins() -> Result<(), Error> {
-        let s = Shared::new(
+        let s = shared(
             vec![
                 Mount::new("/", "/r"),
                 Mount::new("/debian", "/d"),
@@ -599,7 +689,7 @@ mod tests {
 
     #[test]
     fn virtual_directories_above_mounts() -> Result<(), Error> {
-        let s = Shared::new(
+        let s = shared(
             vec![
                 Mount::new("/debian", "/d"),
                 Mount::new("/rpm/fedora", "/f"),

@@ -10,5 +10,6 @@ mod dnf;
 mod hostile;
 mod limits;
 mod semantics;
+mod special;
 mod sticky;
 mod util;

@@ -20,6 +20,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(mounts: Vec<Mount>, config: Config) -> Server {
+        Server::start_with(serve::Server::new(mounts, config))
+    }
+
+    /// Runs a configured server (status board, special pages).
+    pub fn start_with(server: serve::Server) -> Server {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -34,9 +39,7 @@ impl Server {
                 addr_tx
                     .send(listener.local_addr().expect("addr"))
                     .expect("send addr");
-                serve::run(listener, mounts, config, stop_rx)
-                    .await
-                    .expect("serve::run");
+                server.run(listener, stop_rx).await.expect("serve::run");
             });
         });
         let addr = addr_rx
