@@ -178,7 +178,7 @@ fn node_line(out: &mut String, s: &Status) {
         if n.disk_budget > 0 {
             let _ = write!(out, " of {} budget", bytes(n.disk_budget));
         }
-        let _ = write!(out, ", {} free</td></tr></table>\n", bytes(n.disk_free));
+        let _ = writeln!(out, ", {} free</td></tr></table>", bytes(n.disk_free));
     }
 }
 
@@ -255,10 +255,10 @@ fn channel_row(out: &mut String, c: &ChannelStatus, now: u64) {
     if let Some(e) = &c.last_error {
         let _ = write!(out, "<br><span class=\"small warn\">{}</span>", escape(e));
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
         "</td><td class=\"num\">{}<br><span class=\"small\">{} on LAN</span></td>\
-         <td class=\"num\">↓ {}/s<br>↑ {}/s<br><span class=\"small\">{} down, {} up</span></td></tr>\n",
+         <td class=\"num\">↓ {}/s<br>↑ {}/s<br><span class=\"small\">{} down, {} up</span></td></tr>",
         c.peers,
         c.lan_peers,
         bytes(c.download_rate),

@@ -33,6 +33,14 @@ fn escape_help(text: &str) -> String {
     text.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
+/// A per-channel family: name, type, help, and the value of one channel.
+type ChannelFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&super::ChannelStatus) -> Option<u64>,
+);
+
 /// One sample: label pairs and a value.
 type Sample<'a> = (Vec<(&'static str, &'a str)>, f64);
 
@@ -119,7 +127,7 @@ pub fn render_metrics(s: &Status) -> String {
         ch.iter()
             .filter_map(move |c| f(c).map(|v| (vec![("channel", c.name.as_str())], v as f64)))
     };
-    let families: [(&str, &str, &str, fn(&super::ChannelStatus) -> Option<u64>); 14] = [
+    let families: [ChannelFamily; 14] = [
         (
             "swarmsync_channel_seq",
             "gauge",
