@@ -6,12 +6,22 @@
 //! of a 2-core board while the reactor keeps moving bytes. The job queue is
 //! bounded, so when the disk is slower than the network the engine stops
 //! reading sockets instead of buffering.
+//!
+//! The thread drives either target (in-place files or the node's store)
+//! through [`Backend`], so the engine does not care which it writes to.
 
 use tokio::sync::mpsc;
 use torrent::bitfield::Bitfield;
 use torrent::picker::{BlockRef, PeerKey};
 
 use crate::storage::Storage;
+use crate::store_target::StoreTarget;
+
+/// Where the disk thread keeps the data.
+pub enum Backend {
+    Dir(Storage),
+    Store(Box<StoreTarget>),
+}
 
 /// Jobs queued before the engine waits for the disk.
 pub const QUEUE: usize = 256;
@@ -29,8 +39,14 @@ pub enum Job {
         peer: PeerKey,
         block: BlockRef,
     },
-    /// Make `have` durable.
+    /// Make `have` durable (store target: flush the store, then complete
+    /// the files whose pieces are all verified).
     Resume(Bitfield),
+    /// Store target: a file became wanted.
+    Want {
+        file: usize,
+        urgent: bool,
+    },
 }
 
 pub enum Done {
@@ -44,34 +60,84 @@ pub enum Done {
         block: BlockRef,
         data: Option<Vec<u8>>,
     },
+    /// Store target: a wanted file is now an object.
+    Stored(usize),
     Failed(String),
 }
 
-pub fn run(mut storage: Storage, mut jobs: mpsc::Receiver<Job>, done: mpsc::UnboundedSender<Done>) {
+pub fn run(mut backend: Backend, mut jobs: mpsc::Receiver<Job>, done: mpsc::UnboundedSender<Done>) {
     while let Some(job) = jobs.blocking_recv() {
-        let r = match job {
-            Job::Write {
-                piece,
-                begin,
-                data,
-                check,
-            } => storage.write(piece, begin, &data).and_then(|()| {
-                if let Some(digests) = check {
-                    let (ok, digests) = storage.check(piece, digests)?;
-                    let _ = done.send(Done::Checked { piece, ok, digests });
-                }
-                Ok(())
-            }),
-            Job::Read { peer, block } => {
-                let data = storage.read(block.piece, block.begin, block.len).ok();
-                let _ = done.send(Done::Read { peer, block, data });
-                Ok(())
-            }
-            Job::Resume(have) => storage.save_resume(&have),
+        let r = match &mut backend {
+            Backend::Dir(storage) => dir_job(storage, job, &done),
+            Backend::Store(target) => store_job(target, job, &done),
         };
         if let Err(e) = r {
             let _ = done.send(Done::Failed(e.to_string()));
             return;
         }
     }
+}
+
+fn dir_job(
+    storage: &mut Storage,
+    job: Job,
+    done: &mpsc::UnboundedSender<Done>,
+) -> std::io::Result<()> {
+    match job {
+        Job::Write {
+            piece,
+            begin,
+            data,
+            check,
+        } => storage.write(piece, begin, &data).and_then(|()| {
+            if let Some(digests) = check {
+                let (ok, digests) = storage.check(piece, digests)?;
+                let _ = done.send(Done::Checked { piece, ok, digests });
+            }
+            Ok(())
+        }),
+        Job::Read { peer, block } => {
+            let data = storage.read(block.piece, block.begin, block.len).ok();
+            let _ = done.send(Done::Read { peer, block, data });
+            Ok(())
+        }
+        Job::Resume(have) => storage.save_resume(&have),
+        Job::Want { .. } => Ok(()),
+    }
+}
+
+fn store_job(
+    target: &mut StoreTarget,
+    job: Job,
+    done: &mpsc::UnboundedSender<Done>,
+) -> std::io::Result<()> {
+    let stored = match job {
+        Job::Write {
+            piece,
+            begin,
+            data,
+            check,
+        } => {
+            target.write(piece, begin, &data)?;
+            match check {
+                Some(digests) => {
+                    let (ok, digests, stored) = target.check(piece, digests)?;
+                    let _ = done.send(Done::Checked { piece, ok, digests });
+                    stored
+                }
+                None => Vec::new(),
+            }
+        }
+        Job::Read { peer, block } => {
+            let data = target.read(block.piece, block.begin, block.len).ok();
+            let _ = done.send(Done::Read { peer, block, data });
+            Vec::new()
+        }
+        Job::Resume(_) => target.flush()?,
+        Job::Want { file, urgent } => target.want(file, urgent)?,
+    };
+    for f in stored {
+        let _ = done.send(Done::Stored(f));
+    }
+    Ok(())
 }

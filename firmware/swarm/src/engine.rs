@@ -25,8 +25,9 @@ use torrent::session::{Config, Event, Identity, Session};
 
 use crate::announcer::{Announcer, AnnouncerConfig, Transfer};
 use crate::conn::{Conn, ConnEvent};
-use crate::disk::{self, Done, Job};
+use crate::disk::{self, Backend, Done, Job};
 use crate::storage::Storage;
+use crate::store_target::{self, Opened, StoreTarget, Wanted};
 
 /// Unsent bytes queued for one peer before the loop stops feeding it.
 const MAX_UNSENT: usize = 1 << 20;
@@ -34,14 +35,60 @@ const MAX_UNSENT: usize = 1 << 20;
 const RESUME_EVERY: Duration = Duration::from_secs(2);
 /// Wait before dialing an address again after a failure.
 const REDIAL: Duration = Duration::from_secs(2);
+/// Picker priority of files wanted with [`Control::Want`] `urgent`: above
+/// every other (1 = normal).
+const URGENT: u8 = 200;
 /// Peer keys from here up are web seeds.
 const WEB_SEED_KEYS: PeerKey = 1 << 48;
 
-/// What to do with a torrent.
+/// Where a torrent's data lives.
 #[derive(Debug, Clone)]
+pub enum Target {
+    /// In place, as a plain client keeps it: the tree under `<dir>/<name>`
+    /// (`dir` is libtorrent's save_path), with a resume file in
+    /// `<dir>/.swarmsync/`. Every file is downloaded.
+    Dir(PathBuf),
+    /// Into a node's content-addressed store: each file becomes
+    /// `objects/<pieces root>`, downloaded through `partial/`. Hybrid and v2
+    /// torrents only (every file starts on a piece boundary). The lock is
+    /// held per store operation only, so the node can build snapshots and
+    /// collect garbage meanwhile.
+    Store {
+        store: Arc<std::sync::Mutex<store::Store>>,
+        /// Per index of `meta.info.files`: download this file. Pad files,
+        /// symlinks and empty files need nothing whatever they say here;
+        /// missing entries count as not wanted. [`Control::Want`] adds
+        /// files while running.
+        wanted: Vec<bool>,
+    },
+}
+
+/// Instructions to a running engine (through [`Options::control`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Control {
+    /// Download file `file` (index of `meta.info.files`) too. `urgent`
+    /// puts its pieces ahead of everything else (a client waiting for it,
+    /// metadata files first) and completes it as soon as its last piece
+    /// verifies. Wanting a wanted file again can raise it to urgent; a file
+    /// already stored is reported on [`Options::completed`] at once.
+    /// Store target only; ignored for [`Target::Dir`].
+    Want { file: usize, urgent: bool },
+}
+
+/// What to do with a torrent.
+#[derive(Debug)]
 pub struct Options {
-    /// Folder that holds the torrent's top-level name.
-    pub dir: PathBuf,
+    /// Where the data goes (and, seeding, comes from).
+    pub target: Target,
+    /// Runtime instructions (store target), e.g. fetch-on-miss.
+    pub control: Option<mpsc::Receiver<Control>>,
+    /// Store target: receives the index of every wanted file once its
+    /// object is in the store: at start for those already stored, then as
+    /// each completes (durably: renamed into `objects/`). Each file at most
+    /// once per run. Files without data (empty, symlink, pad) are never
+    /// sent.
+    pub completed: Option<mpsc::UnboundedSender<usize>>,
     /// Peers to connect to.
     pub peers: Vec<SocketAddr>,
     /// Accept incoming peers here. Trackers and LSD need it; without it
@@ -69,9 +116,17 @@ pub struct Options {
 }
 
 impl Options {
+    /// In-place download into `dir` (see [`Target::Dir`]).
     pub fn new(dir: PathBuf, peer_id: [u8; 20]) -> Options {
+        Options::with_target(Target::Dir(dir), peer_id)
+    }
+
+    /// Defaults for any target: no peers, no trackers, no seeding.
+    pub fn with_target(target: Target, peer_id: [u8; 20]) -> Options {
         Options {
-            dir,
+            target,
+            control: None,
+            completed: None,
             peers: Vec::new(),
             listen: None,
             seed: false,
@@ -98,13 +153,18 @@ pub struct Summary {
     pub resumed_pieces: u32,
     pub pieces: u32,
     pub hash_failures: u64,
+    /// Every wanted piece (store target: every wanted file) is stored.
     pub complete: bool,
+    /// Store target: files that became objects in this run.
+    pub completed_files: u64,
 }
 
 /// Progress reports for a UI.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
+    /// Bytes of wanted files stored.
     pub have_bytes: u64,
+    /// Bytes of wanted files (grows with [`Control::Want`]).
     pub total_bytes: u64,
     pub downloaded: u64,
     pub uploaded: u64,
@@ -144,25 +204,56 @@ pub fn handshake_hashes(meta: &Metainfo) -> ([u8; 20], Option<[u8; 20]>) {
 /// `shutdown` resolves).
 pub async fn run(
     meta: Arc<Metainfo>,
-    opts: Options,
+    mut opts: Options,
     shutdown: impl std::future::Future<Output = ()>,
     progress: impl Fn(Progress),
 ) -> Result<Summary, crate::Error> {
+    let target_path = match &opts.target {
+        Target::Dir(dir) => dir.display().to_string(),
+        Target::Store { store, .. } => store
+            .lock()
+            .map(|s| s.dir().display().to_string())
+            .unwrap_or_else(|_| "store".into()),
+    };
     let storage_err = |e: std::io::Error| crate::Error::Storage {
-        path: opts.dir.display().to_string(),
+        path: target_path.clone(),
         reason: e.to_string(),
     };
-    let mut storage = Storage::open(Arc::clone(&meta), &opts.dir).map_err(storage_err)?;
-    let layout = storage.layout().clone();
+    let layout = Layout::new(&meta.info);
     let piece_count = layout.piece_count;
-    let have = match storage.load_resume() {
-        Some(have) => have,
-        None if storage.had_data() => {
-            initial_check(&mut storage, piece_count).map_err(storage_err)?
+    let (backend, have, mut selection) = match &opts.target {
+        Target::Dir(dir) => {
+            let mut storage = Storage::open(Arc::clone(&meta), dir).map_err(storage_err)?;
+            let have = match storage.load_resume() {
+                Some(have) => have,
+                None if storage.had_data() => {
+                    initial_check(&mut storage, piece_count).map_err(storage_err)?
+                }
+                None => Bitfield::new(piece_count),
+            };
+            (Backend::Dir(storage), have, None)
         }
-        None => Bitfield::new(piece_count),
+        Target::Store { store, wanted } => {
+            let (m, s, w) = (Arc::clone(&meta), Arc::clone(store), wanted.clone());
+            let (target, opened) = tokio::task::spawn_blocking(move || StoreTarget::open(m, s, &w))
+                .await
+                .map_err(|e| crate::Error::Storage {
+                    path: target_path.clone(),
+                    reason: e.to_string(),
+                })??;
+            let Opened { have, selection } = opened;
+            (Backend::Store(Box::new(target)), have, Some(selection))
+        }
     };
-    let resumed = have.count();
+    // Store target: only pieces of wanted files count.
+    let resumed = match &selection {
+        None => have.count(),
+        Some(sel) => (0..meta.info.files.len())
+            .filter(|f| sel.is_wanted(*f))
+            .flat_map(|f| store_target::piece_range(&meta, f))
+            .filter(|p| have.get(*p))
+            .count() as u32,
+    };
     let (info_hash, alt_info_hash) = handshake_hashes(&meta);
     let id = Identity {
         info_hash,
@@ -180,16 +271,34 @@ pub async fn run(
         u64::from_le_bytes(seed_rng),
     );
     session.set_piece_layers(&meta.piece_layers, meta.info.piece_length);
-    let total_bytes: u64 = (0..piece_count)
-        .map(|p| u64::from(layout.data_len(p)))
-        .sum();
+    let mut total_bytes: u64 = match &selection {
+        None => (0..piece_count)
+            .map(|p| u64::from(layout.data_len(p)))
+            .sum(),
+        Some(sel) => sel.total_bytes(),
+    };
+    if let Some(sel) = &selection {
+        // Nothing is fetched unless wanted.
+        session.set_priority(0..piece_count, 0, Instant::now());
+        for f in 0..meta.info.files.len() {
+            if sel.is_wanted(f) {
+                session.set_priority(store_target::piece_range(&meta, f), 1, Instant::now());
+            }
+        }
+        if let Some(tx) = &opts.completed {
+            for f in sel.stored_wanted() {
+                let _ = tx.send(f);
+            }
+        }
+    }
+    let mut control = opts.control.take();
 
     // Disk thread.
     let (job_tx, job_rx) = mpsc::channel::<Job>(disk::QUEUE);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let disk_thread = std::thread::Builder::new()
         .name("disk".into())
-        .spawn(move || disk::run(storage, job_rx, done_tx))
+        .spawn(move || disk::run(backend, job_rx, done_tx))
         .map_err(|e| crate::Error::Storage {
             path: "disk thread".into(),
             reason: e.to_string(),
@@ -332,10 +441,19 @@ pub async fn run(
 
     let mut summary = Summary {
         resumed_pieces: resumed,
-        pieces: piece_count,
+        pieces: match &selection {
+            None => piece_count,
+            Some(sel) => (0..meta.info.files.len())
+                .filter(|f| sel.is_wanted(*f))
+                .map(|f| store_target::piece_range(&meta, f).len() as u32)
+                .sum(),
+        },
         ..Summary::default()
     };
-    let mut complete = session.picker().is_complete();
+    let mut complete = match &selection {
+        None => session.picker().is_complete(),
+        Some(sel) => sel.is_complete(),
+    };
     summary.complete = complete;
     let mut last_resume = Instant::now();
     let mut resume_dirty = false;
@@ -389,6 +507,32 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tick.tick() => session.handle_timeout(Instant::now()),
+            c = next_control(&mut control) => match c {
+                None => control = None,
+                Some(Control::Want { file, urgent }) => {
+                    if let Some(sel) = selection.as_mut() {
+                        match sel.want(&meta, file, urgent) {
+                            Wanted::Nothing => {}
+                            Wanted::Stored => {
+                                if let Some(tx) = &opts.completed {
+                                    let _ = tx.send(file);
+                                }
+                            }
+                            Wanted::Download => {
+                                let prio = if urgent { URGENT } else { 1 };
+                                let pieces = store_target::piece_range(&meta, file);
+                                session.set_priority(pieces, prio, Instant::now());
+                                if job_tx.send(Job::Want { file, urgent }).await.is_err() {
+                                    fatal = Some("disk thread stopped".into());
+                                }
+                            }
+                        }
+                        total_bytes = sel.total_bytes();
+                        complete = sel.is_complete();
+                        summary.complete = complete;
+                    }
+                }
+            },
             Some(ev) = conn_rx.recv() => match ev {
                 ConnEvent::Data(key, data) => {
                     last_data = Instant::now();
@@ -455,6 +599,21 @@ pub async fn run(
                     session.piece_checked(piece, ok, &digests, Instant::now());
                 }
                 Done::Read { peer, block, data } => session.send_block(peer, block, data.as_deref()),
+                Done::Stored(file) => {
+                    if let Some(sel) = selection.as_mut()
+                        && sel.stored(file)
+                    {
+                        summary.completed_files += 1;
+                        if let Some(tx) = &opts.completed {
+                            let _ = tx.send(file);
+                        }
+                        if sel.is_complete() && !complete {
+                            complete = true;
+                            summary.complete = true;
+                            tracing::info!("download complete: {}", meta.info.name);
+                        }
+                    }
+                }
                 Done::Failed(reason) => {
                     fatal = Some(reason);
                     break;
@@ -491,13 +650,17 @@ pub async fn run(
                 }
                 Event::Verified { .. } => resume_dirty = true,
                 Event::Complete => {
-                    complete = true;
-                    summary.complete = true;
+                    // Store target: complete once the files are objects
+                    // (Done::Stored after this flush).
+                    if selection.is_none() {
+                        complete = true;
+                        summary.complete = true;
+                        tracing::info!("download complete: {}", meta.info.name);
+                    }
                     let _ = job_tx
                         .send(Job::Resume(session.picker().have().clone()))
                         .await;
                     resume_dirty = false;
-                    tracing::info!("download complete: {}", meta.info.name);
                 }
                 Event::Disconnect { peer, reason } => {
                     if let Some(c) = conns.remove(&peer) {
@@ -608,19 +771,47 @@ pub async fn run(
         .await;
     drop(job_tx);
     let joined = tokio::task::spawn_blocking(move || disk_thread.join()).await;
+    // What the last flush completed (and whether it failed).
+    while let Ok(done) = done_rx.try_recv() {
+        match done {
+            Done::Stored(file) => {
+                if let Some(sel) = selection.as_mut()
+                    && sel.stored(file)
+                {
+                    summary.completed_files += 1;
+                    summary.complete = sel.is_complete();
+                    if let Some(tx) = &opts.completed {
+                        let _ = tx.send(file);
+                    }
+                }
+            }
+            Done::Failed(reason) => {
+                fatal.get_or_insert(reason);
+            }
+            _ => {}
+        }
+    }
     if let Some(reason) = fatal {
         return Err(crate::Error::Storage {
-            path: opts.dir.display().to_string(),
+            path: target_path,
             reason,
         });
     }
     if !matches!(joined, Ok(Ok(()))) {
         return Err(crate::Error::Storage {
-            path: opts.dir.display().to_string(),
+            path: target_path,
             reason: "disk thread failed".into(),
         });
     }
     Ok(summary)
+}
+
+/// The next instruction; `None` once the sender is gone (then never again).
+async fn next_control(control: &mut Option<mpsc::Receiver<Control>>) -> Option<Control> {
+    match control {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Whether an address is on the local network (private, link-local,

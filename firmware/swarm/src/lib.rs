@@ -15,6 +15,7 @@ pub mod lsd;
 pub mod metadata;
 pub mod rate;
 pub mod storage;
+mod store_target;
 pub mod tracker;
 pub mod webseed;
 

@@ -233,6 +233,21 @@ impl Session {
         &mut self.picker
     }
 
+    /// Sets the download priority of `pieces` (0 = not wanted, 1 = normal,
+    /// higher = sooner: see [`Picker::set_priority`]), then tells peers
+    /// whether we are interested now and fills their request queues, so a
+    /// change made while running acts at once.
+    pub fn set_priority(&mut self, pieces: std::ops::Range<u32>, priority: u8, now: Instant) {
+        for p in pieces {
+            self.picker.set_priority(p, priority);
+        }
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in keys {
+            self.update_interest(k);
+            self.fill_requests(k, now);
+        }
+    }
+
     pub fn stats(&self) -> Stats {
         Stats {
             peers: self.peers.values().filter(|p| p.handshaken).count(),
