@@ -87,7 +87,7 @@ th{font-weight:600;color:#555;font-size:.85em}\
 .stale{background:#ef6c00}.expired,.error{background:#c62828}\
 .bar{background:#e0e0e0;border-radius:3px;height:.7em;min-width:8em;overflow:hidden}\
 .bar>div{background:#1565c0;height:100%}\
-.synced .bar>div,.bar.full>div{background:#2e7d32}\
+.bar.full>div{background:#2e7d32}\
 .small{font-size:.85em;color:#555}.warn{color:#c62828}\
 .led{display:inline-block;width:.9em;height:.9em;border-radius:50%;border:1px solid #888;vertical-align:middle;margin-right:.4em}\
 .led.on{background:#43a047;border-color:#2e7d32}\
@@ -131,8 +131,8 @@ pub fn render_html(s: &Status) -> String {
     let h = &s.http;
     let _ = write!(
         out,
-        "<h2>HTTP</h2>\n<p class=\"small\">{} requests, {} sent, {} open connections \
-         ({} since start), {} not found, {} fetched on miss.</p>\n",
+        "<h2>HTTP</h2>\n<p class=\"small\">requests {} · sent {} · open connections {} \
+         ({} since start) · not found {} · fetched on miss {}</p>\n",
         h.requests,
         bytes(h.bytes_sent),
         h.connections,
@@ -196,7 +196,7 @@ fn channel_row(out: &mut String, c: &ChannelStatus, now: u64) {
     };
     let _ = write!(
         out,
-        "<tr class=\"{class}\"><td><b>{}</b><br><a class=\"small\" href=\"{}/\">{}</a></td>\
+        "<tr class=\"row-{class}\"><td><b>{}</b><br><a class=\"small\" href=\"{}/\">{}</a></td>\
          <td><span class=\"state {class}\">{}</span></td><td>",
         escape(&c.name),
         escape(&c.mount),
@@ -401,7 +401,7 @@ pub(super) mod tests {
             "up 1 d 2 h",
             "led blink",
             "led on",
-            "1234 requests, 5.0 GiB sent",
+            "requests 1234 · sent 5.0 GiB",
         ] {
             assert!(page.contains(want), "missing {want:?} in\n{page}");
         }

@@ -11,5 +11,6 @@ mod hostile;
 mod limits;
 mod semantics;
 mod special;
+mod status;
 mod sticky;
 mod util;
