@@ -113,6 +113,10 @@ pub struct Options {
     /// Rate limits every connection of this torrent passes through (a
     /// per-torrent limiter, and the process's global one).
     pub limits: crate::conn::Limits,
+    /// The process's DHT node (BEP 5), if DHT is on: the torrent's
+    /// handshake hashes are announced and looked up there. Never used for
+    /// private torrents (BEP 27).
+    pub dht: Option<Arc<crate::dht::Dht>>,
 }
 
 impl Options {
@@ -139,6 +143,7 @@ impl Options {
             max_outgoing: 30,
             max_connections: 100,
             limits: crate::conn::Limits::default(),
+            dht: None,
         }
     }
 }
@@ -310,6 +315,7 @@ pub async fn run(
     // Listening socket: needed to be found through trackers and LSD.
     let wants_listen = opts.listen.is_some()
         || opts.lsd.is_some()
+        || opts.dht.is_some()
         || !opts.trackers.is_empty()
         || (opts.use_torrent_sources && !meta.trackers.is_empty());
     let mut listen_port = 0u16;
@@ -389,6 +395,15 @@ pub async fn run(
             }
         });
     }
+    // DHT: the v1 (or truncated v2) hash and a hybrid's truncated v2
+    // hash, so v2-only peers find us too. Stops when dropped at the end.
+    let _dht_tracking = match &opts.dht {
+        Some(dht) if !meta.info.private => {
+            let hashes = std::iter::once(info_hash).chain(alt_info_hash).collect();
+            Some(dht.track(hashes, listen_port, found_tx.clone()))
+        }
+        _ => None,
+    };
     // LSD.
     if let Some(mut cfg) = opts.lsd.clone() {
         cfg.peer_port = listen_port;

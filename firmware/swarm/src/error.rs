@@ -34,4 +34,11 @@ pub enum Error {
     /// No peer delivered a magnet link's metadata.
     #[error("cannot get metadata: {0}")]
     Metadata(String),
+    /// A DHT operation failed; `context` says which (start, announce, put
+    /// or get of a mutable item, with its key).
+    #[error("DHT {context}: {problem}")]
+    Dht {
+        context: String,
+        problem: crate::dht::Problem,
+    },
 }

@@ -3,11 +3,12 @@
 //! Protocol decisions live in the sans-IO `torrent` crate; this crate only
 //! moves bytes between sockets, files and those state machines, and keeps
 //! the timers. Modules: peer connections and the download/seed session,
-//! trackers (HTTP, UDP), local service discovery, web seeds.
+//! trackers (HTTP, UDP), local service discovery, the DHT, web seeds.
 #![forbid(unsafe_code)]
 
 pub mod announcer;
 pub mod conn;
+pub mod dht;
 mod disk;
 pub mod engine;
 pub mod error;
