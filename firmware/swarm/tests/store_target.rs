@@ -134,6 +134,20 @@ struct Seeder {
 impl Seeder {
     async fn start(meta: &Arc<Metainfo>, dir: &Path, id: u8, rate: Option<u64>) -> Seeder {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Seeder::spawn(meta, dir, id, rate, addr).await
+    }
+
+    async fn start_at(meta: &Arc<Metainfo>, dir: &Path, id: u8, addr: SocketAddr) -> Seeder {
+        Seeder::spawn(meta, dir, id, None, addr).await
+    }
+
+    async fn spawn(
+        meta: &Arc<Metainfo>,
+        dir: &Path,
+        id: u8,
+        rate: Option<u64>,
+        addr: SocketAddr,
+    ) -> Seeder {
         let mut opts = Options::new(dir.to_owned(), peer_id(id));
         opts.listen = Some(addr);
         opts.seed = true;
@@ -474,4 +488,156 @@ async fn cut_off_download_resumes_without_refetching() {
         );
     }
     seeder.stop().await;
+}
+
+/// A seeder whose files were overwritten after its resume record said it
+/// had everything: it serves wrong bytes for every piece.
+fn corrupt_copy(meta: &Metainfo, tree: &Files, dir: &Path) {
+    for (i, (path, data)) in tree.iter().enumerate() {
+        let mut p = dir.join(&meta.info.name);
+        p.extend(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, content(1000 + i as u64, data.len())).expect("write");
+    }
+    let n = u32::try_from(meta.info.piece_count()).expect("pieces");
+    let mut resume = b"SSR1".to_vec();
+    resume.extend(n.to_be_bytes());
+    resume.extend(torrent::bitfield::Bitfield::full(n).as_bytes());
+    let v1 = meta.info.v1_infohash.expect("hybrid has a v1 infohash");
+    let rdir = dir.join(".swarmsync");
+    std::fs::create_dir_all(&rdir).expect("mkdir");
+    std::fs::write(
+        rdir.join(format!("{}.resume", torrent::hash::to_hex(&v1))),
+        resume,
+    )
+    .expect("write resume");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_peer_is_caught_by_the_store_and_banned() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tree = files(&[("p/a", 21, 256 * 1024), ("p/b", 22, 100_000)]);
+    let src = tmp.path().join("src");
+    let meta = release(&src, "t", &tree);
+    let bad_dir = tmp.path().join("bad");
+    corrupt_copy(&meta, &tree, &bad_dir);
+    let bad = Seeder::start(&meta, &bad_dir, 1, None).await;
+    let honest_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+
+    let data = tmp.path().join("data");
+    let store = Arc::new(Mutex::new(Store::open(&data).expect("open store")));
+    let wanted = vec![true; meta.info.files.len()];
+    let opts = store_opts(&store, wanted, &[bad.addr, honest_addr], 2);
+    let m = Arc::clone(&meta);
+    let task = tokio::spawn(engine::run(m, opts, std::future::pending(), |_| {}));
+    // Only the corrupt peer at first.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let honest = Seeder::start_at(&meta, &src, 3, honest_addr).await;
+    let s = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("download finishes in time")
+        .expect("task")
+        .expect("download");
+    assert!(s.complete, "{s:?}");
+    assert!(s.hash_failures >= 1, "{s:?}");
+    for (path, bytes) in &tree {
+        let root = root_of(&meta, path).expect("root");
+        assert_eq!(
+            object(&store, &root).as_deref(),
+            Some(&bytes[..]),
+            "{path:?}"
+        );
+    }
+    honest.stop().await;
+    bad.stop().await;
+}
+
+/// A store-target node seeds what it holds: whole objects and the verified
+/// pieces of a partial file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_target_seeds_objects_and_verified_partial_pieces() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tree = files(&[("s/whole", 31, 300_000), ("s/part", 32, 512 * 1024)]);
+    let src = tmp.path().join("src");
+    let meta = release(&src, "t", &tree);
+    let idx = index_of(&meta);
+    let whole = vec!["s".to_owned(), "whole".to_owned()];
+    let part = vec!["s".to_owned(), "part".to_owned()];
+    let part_root = root_of(&meta, &part).expect("root");
+
+    // Node A: "whole" complete, and half of "part" recorded in its store,
+    // written through the store's own API.
+    let data_a = tmp.path().join("a");
+    let store_a = Arc::new(Mutex::new(Store::open(&data_a).expect("open store")));
+    {
+        let seeder = Seeder::start(&meta, &src, 1, None).await;
+        let mut wanted = vec![false; meta.info.files.len()];
+        wanted[idx[&whole]] = true;
+        leech(&meta, store_opts(&store_a, wanted, &[seeder.addr], 2)).await;
+        seeder.stop().await;
+        let layer = meta.piece_layers.get(&part_root).expect("layer").clone();
+        let mut s = store_a.lock().expect("lock");
+        s.begin_file(store::FileSpec {
+            root: part_root,
+            length: tree[&part].len() as u64,
+            piece_len: PIECE,
+            piece_layer: layer,
+        })
+        .expect("begin");
+        for i in (0..16u32).step_by(2) {
+            let at = i as usize * PIECE as usize;
+            let piece = &tree[&part][at..at + PIECE as usize];
+            assert_eq!(
+                s.write_piece(&part_root, i, piece).expect("write piece"),
+                store::PieceOutcome::Verified
+            );
+        }
+        s.flush().expect("flush");
+    }
+    // A seeds (wanting nothing more); B downloads everything it can.
+    let addr_a = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut opts = store_opts(&store_a, Vec::new(), &[], 3);
+    opts.seed = true;
+    opts.listen = Some(addr_a);
+    let (stop_a, stopped_a) = oneshot::channel::<()>();
+    let a = tokio::spawn(engine::run(
+        Arc::clone(&meta),
+        opts,
+        async move {
+            let _ = stopped_a.await;
+        },
+        |_| {},
+    ));
+    let data_b = tmp.path().join("b");
+    let store_b = Arc::new(Mutex::new(Store::open(&data_b).expect("open store")));
+    let wanted = vec![true; meta.info.files.len()];
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let mut opts = store_opts(&store_b, wanted, &[addr_a], 4);
+    opts.completed = Some(done_tx);
+    let b = tokio::spawn(engine::run(
+        Arc::clone(&meta),
+        opts,
+        tokio::time::sleep(Duration::from_secs(4)),
+        |_| {},
+    ));
+    let got = tokio::time::timeout(Duration::from_secs(20), done_rx.recv())
+        .await
+        .expect("the whole file arrives");
+    assert_eq!(got, Some(idx[&whole]));
+    let s = b.await.expect("task").expect("run");
+    assert!(!s.complete, "A cannot have given all of it: {s:?}");
+    assert_eq!(s.hash_failures, 0, "{s:?}");
+    assert_eq!(
+        object(&store_b, &root_of(&meta, &whole).expect("root")).as_deref(),
+        Some(&tree[&whole][..])
+    );
+    let got: Vec<u32> = store_b
+        .lock()
+        .expect("lock")
+        .verified_pieces(&part_root)
+        .expect("B began the partial file");
+    let expected: Vec<u32> = (0..16).step_by(2).collect();
+    assert_eq!(got, expected, "B has exactly A's verified pieces");
+    let _ = stop_a.send(());
+    a.await.expect("task").expect("run");
 }
