@@ -131,6 +131,21 @@ impl LedClass {
             delays,
         })
     }
+
+    /// Puts an LED back the way [`LedClass::read_state`] found it (so that
+    /// `swarmsync leds test` leaves the board's own triggers in place).
+    pub fn restore(dir: &Path, state: &LedState) -> Result<(), Error> {
+        let led_dir = dir.join(&state.name);
+        write_attr(&led_dir.join("trigger"), &state.trigger)?;
+        match (state.trigger.as_str(), &state.delays) {
+            ("timer", Some((on, off))) => {
+                write_attr(&led_dir.join("delay_on"), on)?;
+                write_attr(&led_dir.join("delay_off"), off)
+            }
+            ("none", _) => write_attr(&led_dir.join("brightness"), &state.brightness),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl ClassLed {

@@ -262,3 +262,34 @@ fn errors_name_the_file() {
         .to_string();
     assert!(err.contains("max_brightness"), "{err}");
 }
+
+#[test]
+fn restore_puts_back_what_was_read() {
+    let fake = Fake::new(1, KERNEL_TRIGGERS);
+    let name = &fake.names[0];
+    let led = fake.dir.path().join(name);
+    std::fs::write(led.join("trigger"), "none [timer] heartbeat\n").expect("write");
+    std::fs::write(led.join("delay_on"), "30\n").expect("write");
+    std::fs::write(led.join("delay_off"), "70\n").expect("write");
+    let before = LedClass::read_state(fake.dir.path(), name).expect("read");
+    let mut leds = fake.open();
+    leds.show(&[Pattern::Heartbeat], 0).expect("show");
+    fake.mark();
+    LedClass::restore(fake.dir.path(), &before).expect("restore");
+    assert_eq!(
+        fake.written(0),
+        map(&[("trigger", "timer"), ("delay_on", "30"), ("delay_off", "70")])
+    );
+    let off = LedState {
+        trigger: "none".to_string(),
+        brightness: "0".to_string(),
+        delays: None,
+        ..before
+    };
+    fake.mark();
+    LedClass::restore(fake.dir.path(), &off).expect("restore");
+    assert_eq!(
+        fake.written(0),
+        map(&[("trigger", "none"), ("brightness", "0")])
+    );
+}
