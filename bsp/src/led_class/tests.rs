@@ -278,7 +278,11 @@ fn restore_puts_back_what_was_read() {
     LedClass::restore(fake.dir.path(), &before).expect("restore");
     assert_eq!(
         fake.written(0),
-        map(&[("trigger", "timer"), ("delay_on", "30"), ("delay_off", "70")])
+        map(&[
+            ("trigger", "timer"),
+            ("delay_on", "30"),
+            ("delay_off", "70")
+        ])
     );
     let off = LedState {
         trigger: "none".to_string(),
