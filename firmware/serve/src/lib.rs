@@ -20,6 +20,8 @@
 //! - `cond`: preconditions and ranges, pure functions of headers;
 //! - `sticky`: a client that fetched a release file keeps its snapshot;
 //! - `service`: the handler that ties them to the file system;
+//! - `byhash`: a by-hash file missing from the client's snapshot comes
+//!   from another retained snapshot;
 //! - `listing`, `body`: directory pages and streamed file bodies;
 //! - `special`: the `/-/…` hook; `status`: the status model and its pages.
 //!
@@ -57,6 +59,7 @@
 #![forbid(unsafe_code)]
 
 mod body;
+mod byhash;
 mod cond;
 mod error;
 mod listing;

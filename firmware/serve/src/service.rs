@@ -18,6 +18,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::body::{Body, content_type};
+use crate::byhash;
 use crate::cond::{self, Precondition, RangeDecision, Validators};
 use crate::listing::{self, Entry};
 use crate::path::{self, Decoded};
@@ -31,6 +32,7 @@ use crate::{Config, Error, Mount};
 struct Mounted {
     segments: Vec<String>,
     root: PathBuf,
+    snapshots: Option<PathBuf>,
 }
 
 /// What every connection shares: mounts, settings, snapshot pins, the
@@ -113,6 +115,11 @@ impl Shared {
             if !m.root.is_absolute() {
                 return Err(Error::RelativeRoot(m.root));
             }
+            if let Some(snapshots) = &m.snapshots
+                && !snapshots.is_absolute()
+            {
+                return Err(Error::RelativeRoot(snapshots.clone()));
+            }
             if out.iter().any(|o| o.segments == decoded.segments) {
                 return Err(Error::DuplicateMount(m.prefix));
             }
@@ -126,6 +133,7 @@ impl Shared {
             out.push(Mounted {
                 segments: decoded.segments,
                 root: m.root,
+                snapshots: m.snapshots,
             });
         }
         // Longest prefix first, so /debian/security wins over /debian.
@@ -279,8 +287,23 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
     } else {
         shared.sticky.get(client, index, Instant::now())
     };
-    let found =
-        tokio::task::spawn_blocking(move || lookup(&root, pinned, &rest, trailing, !head)).await;
+    let snapshots = mount.snapshots.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let found = lookup(&root, pinned, &rest, trailing, !head)?;
+        match snapshots {
+            Some(snapshots)
+                if matches!(found.0, Lookup::NotFound)
+                    && !trailing
+                    && byhash::is_by_hash(&rest) =>
+            {
+                Ok::<_, std::io::Error>(
+                    by_hash_elsewhere(&snapshots, &rest, !head).unwrap_or(found),
+                )
+            }
+            _ => Ok(found),
+        }
+    })
+    .await;
     let found = match found {
         Ok(Ok((found, used_root))) => {
             if release
@@ -408,6 +431,33 @@ fn lookup(
     };
     let root = resolved.root.clone();
     lookup_resolved(resolved, trailing, inline_body).map(|l| (l, Some(root)))
+}
+
+/// Blocking: a by-hash file from the newest snapshot under `snapshots`
+/// that has it.
+fn by_hash_elsewhere(
+    snapshots: &std::path::Path,
+    rest: &[String],
+    inline_body: bool,
+) -> Option<(Lookup, Option<PathBuf>)> {
+    let candidates = match byhash::newest_first(snapshots) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!("http: snapshots {}: {e}", snapshots.display());
+            return None;
+        }
+    };
+    for snapshot in candidates {
+        // A snapshot removed meanwhile, or one without the file: next.
+        let Ok(Some(resolved)) = path::resolve(&snapshot, rest) else {
+            continue;
+        };
+        let root = resolved.root.clone();
+        if let Ok(found @ Lookup::File(..)) = lookup_resolved(resolved, false, inline_body) {
+            return Some((found, Some(root)));
+        }
+    }
+    None
 }
 
 /// Files up to this size are read whole during the lookup of a GET.

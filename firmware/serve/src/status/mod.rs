@@ -1,6 +1,7 @@
 //! The node's status: one data model, filled by the node and by the server,
 //! rendered three ways (`/-/status` for people, `/-/status.json` for
-//! `swarmsync status` and scripts, `/-/metrics` for Prometheus).
+//! `swarmsync status` and scripts, `/-/metrics` for Prometheus), plus the
+//! plain-text summary `swarmsync status` prints from the JSON.
 //!
 //! Why a board with a lock plus atomics: the node updates channel progress
 //! a few times a second and a page is rendered a few times a minute, so a
@@ -12,6 +13,7 @@
 
 mod html;
 mod metrics;
+mod text;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -23,6 +25,7 @@ use crate::special::{Special, SpecialResponse};
 
 pub use html::render_html;
 pub use metrics::render_metrics;
+pub use text::render_text;
 
 /// Everything `/-/status.json` says. Unknown fields are ignored and missing
 /// ones default, so `swarmsync status` reads other versions' pages.

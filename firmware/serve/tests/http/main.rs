@@ -5,6 +5,7 @@
 //! tools/setup.
 
 mod apt;
+mod byhash;
 mod clients;
 mod dnf;
 mod hostile;
