@@ -5,6 +5,7 @@
 //! exit status 1 (ripgrep's habit): scripts and cron jobs see one line.
 #![forbid(unsafe_code)]
 
+mod cmd_leds;
 mod cmd_swarm;
 mod cmd_torrent;
 mod cmd_verify;
@@ -28,6 +29,9 @@ enum Command {
     /// Create, inspect and check .torrent files.
     #[command(subcommand)]
     Torrent(TorrentCommand),
+    /// Try the LEDs: walk every pattern, or show what they show now.
+    #[command(subcommand)]
+    Leds(cmd_leds::LedsCommand),
     /// Re-verify the whole store; non-zero on any fault.
     Verify {
         /// The node's data directory (or an origin's --state).
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         Command::Torrent(TorrentCommand::Verify { file, dir }) => cmd_torrent::verify(&file, &dir),
         Command::Torrent(TorrentCommand::Download(args)) => cmd_swarm::download(&args),
         Command::Torrent(TorrentCommand::Seed(args)) => cmd_swarm::seed(&args),
+        Command::Leds(command) => cmd_leds::run(&command),
         Command::Verify { state } => cmd_verify::run(&state),
     };
     match result {
