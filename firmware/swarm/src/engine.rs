@@ -284,10 +284,10 @@ pub async fn run(
     };
     if let Some(sel) = &selection {
         // Nothing is fetched unless wanted.
-        session.set_priority(0..piece_count, 0, Instant::now());
+        session.set_priority(0..piece_count, 0);
         for f in 0..meta.info.files.len() {
             if sel.is_wanted(f) {
-                session.set_priority(store_target::piece_range(&meta, f), 1, Instant::now());
+                session.set_priority(store_target::piece_range(&meta, f), 1);
             }
         }
         if let Some(tx) = &opts.completed {
@@ -524,23 +524,38 @@ pub async fn run(
             _ = tick.tick() => session.handle_timeout(Instant::now()),
             c = next_control(&mut control) => match c {
                 None => control = None,
-                Some(Control::Want { file, urgent }) => {
+                Some(first) => {
+                    // Take the whole batch: one picker re-sort for all of it.
+                    let mut batch = vec![first];
+                    while batch.len() < 4096 {
+                        match control.as_mut().map(|rx| rx.try_recv()) {
+                            Some(Ok(c)) => batch.push(c),
+                            _ => break,
+                        }
+                    }
                     if let Some(sel) = selection.as_mut() {
-                        match sel.want(&meta, file, urgent) {
-                            Wanted::Nothing => {}
-                            Wanted::Stored => {
-                                if let Some(tx) = &opts.completed {
-                                    let _ = tx.send(file);
+                        let mut changed = false;
+                        for Control::Want { file, urgent } in batch {
+                            match sel.want(&meta, file, urgent) {
+                                Wanted::Nothing => {}
+                                Wanted::Stored => {
+                                    if let Some(tx) = &opts.completed {
+                                        let _ = tx.send(file);
+                                    }
+                                }
+                                Wanted::Download => {
+                                    let prio = if urgent { URGENT } else { 1 };
+                                    let pieces = store_target::piece_range(&meta, file);
+                                    session.set_priority(pieces, prio);
+                                    changed = true;
+                                    if job_tx.send(Job::Want { file, urgent }).await.is_err() {
+                                        fatal = Some("disk thread stopped".into());
+                                    }
                                 }
                             }
-                            Wanted::Download => {
-                                let prio = if urgent { URGENT } else { 1 };
-                                let pieces = store_target::piece_range(&meta, file);
-                                session.set_priority(pieces, prio, Instant::now());
-                                if job_tx.send(Job::Want { file, urgent }).await.is_err() {
-                                    fatal = Some("disk thread stopped".into());
-                                }
-                            }
+                        }
+                        if changed {
+                            session.priorities_changed(Instant::now());
                         }
                         total_bytes = sel.total_bytes();
                         complete = sel.is_complete();

@@ -234,13 +234,18 @@ impl Session {
     }
 
     /// Sets the download priority of `pieces` (0 = not wanted, 1 = normal,
-    /// higher = sooner: see [`Picker::set_priority`]), then tells peers
-    /// whether we are interested now and fills their request queues, so a
-    /// change made while running acts at once.
-    pub fn set_priority(&mut self, pieces: std::ops::Range<u32>, priority: u8, now: Instant) {
+    /// higher = sooner: see [`Picker::set_priority`]). While running, call
+    /// [`Session::priorities_changed`] after a batch of these.
+    pub fn set_priority(&mut self, pieces: std::ops::Range<u32>, priority: u8) {
         for p in pieces {
             self.picker.set_priority(p, priority);
         }
+    }
+
+    /// After [`Session::set_priority`]: tells peers whether we are
+    /// interested now and fills their request queues, so the change acts at
+    /// once. One call per batch: each costs a picker re-sort.
+    pub fn priorities_changed(&mut self, now: Instant) {
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for k in keys {
             self.update_interest(k);
