@@ -60,6 +60,14 @@ const OP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Backoff cap for announces that found no node to store at.
 const ANNOUNCE_RETRY_MAX: Duration = Duration::from_secs(120);
 
+/// What a node stores for others once it serves (server mode, or adaptive
+/// mode after 15 reachable minutes). `mainline`'s defaults (2,000
+/// infohashes × 500 peers, 1,000 items of each kind) could take tens of
+/// MiB of a board's 32 MiB budget; these take about 2 MiB at most.
+const SERVE_INFO_HASHES: usize = 256;
+const SERVE_PEERS_PER_HASH: usize = 100;
+const SERVE_ITEMS: usize = 128;
+
 /// How to run the DHT node.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -214,6 +222,13 @@ impl Dht {
         if config.server_mode {
             builder.server_mode();
         }
+        builder.server_settings(mainline::ServerSettings {
+            max_info_hashes: SERVE_INFO_HASHES,
+            max_peers_per_info_hash: SERVE_PEERS_PER_HASH,
+            max_immutable_values: SERVE_ITEMS,
+            max_mutable_values: SERVE_ITEMS,
+            ..mainline::ServerSettings::default()
+        });
         builder
             .build()
             .map_err(|e| err(format!("cannot bind udp {}", config.bind), Problem::Io(e)))
