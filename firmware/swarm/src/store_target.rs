@@ -483,6 +483,15 @@ impl StoreTarget {
     }
 
     fn complete(&mut self, files: &[usize]) -> std::io::Result<Vec<usize>> {
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !self.unflushed.is_empty() {
+            // complete_file flushes only when its own file has pieces
+            // pending; flush everything so `unflushed` stays true.
+            self.lock()?.flush().map_err(std::io::Error::other)?;
+            self.unflushed.clear();
+        }
         let mut done = Vec::new();
         for &file in files {
             if self.state[file] & READY == 0 {
@@ -496,9 +505,6 @@ impl StoreTarget {
             self.open.remove(&(file, false));
             self.ready.retain(|f| *f != file);
             done.push(file);
-        }
-        if !done.is_empty() {
-            self.unflushed.clear();
         }
         Ok(done)
     }
