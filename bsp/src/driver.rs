@@ -72,6 +72,11 @@ impl HealthDriver {
         self.board
     }
 
+    /// The armed watchdog, if any.
+    pub fn watchdog(&self) -> Option<&Watchdog> {
+        self.watchdog.as_ref()
+    }
+
     /// The state machine, for status pages.
     pub fn health(&self) -> &Health {
         &self.health

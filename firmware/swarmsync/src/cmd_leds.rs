@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bsp::config::{Backend, Leds};
-use bsp::health::{self, Led, Pattern};
-use bsp::{Board, LedBackend, LedClass, LedState};
+use bsp::health::{self, Event, Led, Pattern};
+use bsp::{Board, HealthDriver, LedBackend, LedClass, LedState};
 use clap::{Args, Subcommand};
 
 /// What `swarmsync leds` does.
@@ -28,6 +28,19 @@ pub enum LedsCommand {
     Test(TestArgs),
     /// Print each LED's current trigger, brightness and delays.
     Show(ConfigArg),
+    /// Arm the configured watchdog, ping it for a while with the LEDs
+    /// showing "healthy", then disarm it.
+    Watchdog(WatchdogArgs),
+}
+
+/// Arguments of `swarmsync leds watchdog`.
+#[derive(Args)]
+pub struct WatchdogArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// How long to keep pinging.
+    #[arg(long, value_name = "S", default_value_t = 10)]
+    seconds: u64,
 }
 
 /// The config file whose `[leds]` table is used.
@@ -57,6 +70,11 @@ pub fn run(command: &LedsCommand) -> Result<ExitCode> {
             test(&config, Duration::from_millis(args.step_ms), &mut out)?;
         }
         LedsCommand::Show(args) => show(&load(args)?, &mut out)?,
+        LedsCommand::Watchdog(args) => watchdog(
+            &load(&args.config)?,
+            Duration::from_secs(args.seconds),
+            &mut out,
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -157,7 +175,7 @@ fn hold(
         if left.is_zero() {
             return Ok(());
         }
-        std::thread::sleep(left.min(bsp::HealthDriver::TICK));
+        std::thread::sleep(left.min(HealthDriver::TICK));
     }
 }
 
@@ -180,6 +198,58 @@ fn show(config: &Leds, out: &mut impl Write) -> Result<()> {
         Backend::Auto | Backend::None => writeln!(out, "{}", no_leds(config, backend))?,
     }
     Ok(())
+}
+
+/// Runs the health driver as a healthy node would, for `duration`: the
+/// watchdog is pinged on every tick, then disarmed by the magic close.
+fn watchdog(config: &Leds, duration: Duration, out: &mut impl Write) -> Result<()> {
+    let mut driver = HealthDriver::open(config).context("failed to open LEDs and watchdog")?;
+    let Some(dog) = driver.watchdog() else {
+        bail!(
+            "no watchdog: [leds] watchdog is {:?} on a {} board\nset [leds] watchdog = \"/dev/watchdog\"",
+            config.watchdog,
+            driver.board()
+        );
+    };
+    writeln!(
+        out,
+        "watchdog {} armed; pinging for {} s",
+        dog.path().display(),
+        duration.as_secs()
+    )?;
+    if dog.is_stalled() {
+        writeln!(
+            out,
+            "{}=1 (test only): not pinging, expect a reset",
+            bsp::watchdog::STALL_ENV
+        )?;
+    }
+    out.flush()?;
+    for event in [
+        Event::Booted,
+        Event::LinkUp,
+        Event::PeersFound(1),
+        Event::ReleaseFresh,
+    ] {
+        driver.event(event)?;
+    }
+    let until = Instant::now() + duration;
+    while Instant::now() < until {
+        driver.tick()?;
+        std::thread::sleep(HealthDriver::TICK);
+    }
+    writeln!(out, "LEDs: {}", describe(&driver.led_states()))?;
+    driver.close()?;
+    writeln!(out, "watchdog disarmed")?;
+    Ok(())
+}
+
+fn describe(states: &[(String, String)]) -> String {
+    let parts: Vec<String> = states
+        .iter()
+        .map(|(name, pattern)| format!("{name} {pattern}"))
+        .collect();
+    parts.join(", ")
 }
 
 fn no_leds(config: &Leds, backend: Backend) -> String {
@@ -260,6 +330,29 @@ mod tests {
             out.contains("beaglebone:green:usr0: trigger heartbeat, brightness 0/255\n"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn watchdog_pings_then_disarms() {
+        let (dir, mut config) = fake_leds();
+        let dev = dir.path().join("watchdog");
+        std::fs::write(&dev, "").expect("create");
+        config.watchdog = dev.display().to_string();
+        let mut out = Vec::new();
+        watchdog(&config, Duration::from_millis(120), &mut out).expect("watchdog");
+        let out = String::from_utf8(out).expect("utf8");
+        assert!(
+            out.contains("beaglebone:green:usr0 heartbeat, beaglebone:green:usr1 on"),
+            "{out}"
+        );
+        let written = std::fs::read(&dev).expect("read");
+        if std::env::var_os(bsp::watchdog::STALL_ENV).is_none() {
+            assert!(written.len() >= 3, "pings then V: {written:?}");
+            assert_eq!(written.last(), Some(&b'V'));
+        }
+        config.watchdog = "off".to_string();
+        let err = watchdog(&config, Duration::ZERO, &mut Vec::new()).expect_err("off");
+        assert!(format!("{err:#}").contains("no watchdog"));
     }
 
     #[test]
