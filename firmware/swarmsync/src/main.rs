@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod cmd_leds;
+mod cmd_status;
 mod cmd_swarm;
 mod cmd_torrent;
 mod cmd_verify;
@@ -38,6 +39,8 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         state: PathBuf,
     },
+    /// Show what a node reports about itself (its /-/status.json).
+    Status(cmd_status::StatusArgs),
 }
 
 #[derive(Subcommand)]
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Torrent(TorrentCommand::Seed(args)) => cmd_swarm::seed(&args),
         Command::Leds(command) => cmd_leds::run(&command),
         Command::Verify { state } => cmd_verify::run(&state),
+        Command::Status(args) => cmd_status::run(&args),
     };
     match result {
         Ok(code) => code,
