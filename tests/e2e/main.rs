@@ -1,5 +1,6 @@
 //! End-to-end tests: one test binary, one module per area.
 mod common;
+mod keygen;
 mod libtorrent;
 mod status;
 mod store_crash;

@@ -515,6 +515,35 @@ mod tests {
         }
     }
 
+    /// Writes the fuzz target's seeds (valid inputs for its policy) into
+    /// the directory named by SWARMSYNC_FUZZ_SEEDS; does nothing without it.
+    #[test]
+    fn write_fuzz_seeds() {
+        let Some(dir) = std::env::var_os("SWARMSYNC_FUZZ_SEEDS") else {
+            return;
+        };
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).expect("create seed dir");
+        let write =
+            |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).expect("write");
+        write("root-signed", &signed(5));
+        write("delegated", &delegated("*", T0 + 100).sign(&release(6)));
+        write(
+            "delegated-one-channel",
+            &delegated("stable", T0 + 100).sign(&release(7)),
+        );
+        write("gossip", &gossip_payload());
+        let minimal = Release {
+            v1: None,
+            torrents: vec![],
+            feeds: vec![],
+            web_seeds: vec![],
+            peers: vec![],
+            ..release(4)
+        };
+        write("minimal", &Signer::new(root(), None).sign(&minimal));
+    }
+
     fn gossip_payload() -> Vec<u8> {
         crate::gossip::encode(&signed(5))
     }

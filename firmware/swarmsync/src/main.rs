@@ -5,6 +5,7 @@
 //! exit status 1 (ripgrep's habit): scripts and cron jobs see one line.
 #![forbid(unsafe_code)]
 
+mod cmd_keygen;
 mod cmd_leds;
 mod cmd_status;
 mod cmd_swarm;
@@ -30,6 +31,9 @@ enum Command {
     /// Create, inspect and check .torrent files.
     #[command(subcommand)]
     Torrent(TorrentCommand),
+    /// Write a new secret key (0600) and print its public key; with
+    /// --delegate-from, an online key delegated from a root key.
+    Keygen(cmd_keygen::KeygenArgs),
     /// Try the LEDs: walk every pattern, or show what they show now.
     #[command(subcommand)]
     Leds(cmd_leds::LedsCommand),
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Command::Torrent(TorrentCommand::Download(args)) => cmd_swarm::download(&args),
         Command::Torrent(TorrentCommand::Seed(args)) => cmd_swarm::seed(&args),
         Command::Leds(command) => cmd_leds::run(&command),
+        Command::Keygen(args) => cmd_keygen::run(&args),
         Command::Verify { state } => cmd_verify::run(&state),
         Command::Status(args) => cmd_status::run(&args),
     };
