@@ -1,7 +1,7 @@
 //! `swarmsync torrent download` and `swarmsync torrent seed`.
 
 use std::hash::{BuildHasher, Hasher};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -38,7 +38,49 @@ pub struct DownloadArgs {
     #[arg(long = "web-seed", value_name = "URL")]
     web_seeds: Vec<String>,
     #[command(flatten)]
+    dht: DhtArgs,
+    #[command(flatten)]
     limits: LimitArgs,
+}
+
+#[derive(clap::Args)]
+pub struct DhtArgs {
+    /// Find peers, and be found, through the BitTorrent DHT (BEP 5). Off
+    /// by default: it makes this machine a public UDP node that tells
+    /// strangers which torrents it has (see SECURITY.md). Its UDP socket
+    /// takes --listen's IPv4 address, on a free port.
+    #[arg(long)]
+    dht: bool,
+    /// Join the DHT through this node instead of the public routers
+    /// (repeatable; needs --dht).
+    #[arg(long = "dht-bootstrap", value_name = "HOST:PORT", requires = "dht")]
+    dht_bootstrap: Vec<String>,
+}
+
+impl DhtArgs {
+    fn config(&self, listen: Option<SocketAddr>) -> Option<swarm::dht::Config> {
+        if !self.dht {
+            return None;
+        }
+        let mut cfg = swarm::dht::Config::default();
+        if !self.dht_bootstrap.is_empty() {
+            cfg.bootstrap = self.dht_bootstrap.clone();
+        }
+        if let Some(SocketAddr::V4(a)) = listen {
+            cfg.bind = SocketAddrV4::new(*a.ip(), 0);
+        }
+        Some(cfg)
+    }
+
+    /// Starts the DHT node if asked for. It runs on its own thread, so
+    /// it outlives the runtime that started it and serves the next.
+    fn start(&self, listen: Option<SocketAddr>) -> Result<Option<Arc<swarm::dht::Dht>>> {
+        let Some(cfg) = self.config(listen) else {
+            return Ok(None);
+        };
+        let dht = runtime()?.block_on(swarm::dht::Dht::start(cfg))?;
+        Ok(Some(Arc::new(dht)))
+    }
 }
 
 #[derive(clap::Args)]
@@ -91,6 +133,8 @@ pub struct SeedArgs {
     #[arg(long)]
     lsd: bool,
     #[command(flatten)]
+    dht: DhtArgs,
+    #[command(flatten)]
     limits: LimitArgs,
 }
 
@@ -115,7 +159,7 @@ pub fn peer_id() -> [u8; 20] {
     id
 }
 
-fn resolve(peers: &[String]) -> Result<Vec<SocketAddr>> {
+pub(crate) fn resolve(peers: &[String]) -> Result<Vec<SocketAddr>> {
     let mut out = Vec::new();
     for p in peers {
         let addrs = p
@@ -126,7 +170,7 @@ fn resolve(peers: &[String]) -> Result<Vec<SocketAddr>> {
     Ok(out)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -136,6 +180,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn download(args: &DownloadArgs) -> Result<ExitCode> {
     let id = peer_id();
     let mut peers = resolve(&args.peers)?;
+    let dht = args.dht.start(args.listen)?;
     let meta = if args.source.starts_with("magnet:") {
         let magnet = Magnet::parse(&args.source).context("cannot read the magnet link")?;
         for p in &magnet.peers {
@@ -149,7 +194,14 @@ pub fn download(args: &DownloadArgs) -> Result<ExitCode> {
         let port = args.listen.map_or(0, |a| a.port());
         // For a v2-only torrent this also brings the piece layers of its
         // big files (BEP 52 hash requests), each checked against its root.
-        let fetched = runtime()?.block_on(metadata(&magnet, peers.clone(), trackers, id, port))?;
+        let fetched = runtime()?.block_on(metadata(
+            &magnet,
+            peers.clone(),
+            trackers,
+            dht.clone(),
+            id,
+            port,
+        ))?;
         torrent::Metainfo {
             info: fetched.info,
             trackers: magnet.trackers.iter().map(|t| vec![t.clone()]).collect(),
@@ -170,19 +222,26 @@ pub fn download(args: &DownloadArgs) -> Result<ExitCode> {
     opts.web_seeds = args.web_seeds.clone();
     opts.lsd = args.lsd.then(|| swarm::lsd::Config::new(0));
     opts.limits = args.limits.limits()?;
+    opts.dht = dht;
     run(meta, opts)
 }
 
-/// Gets a magnet's metadata from its peers and trackers.
+/// Gets a magnet's metadata from its peers, trackers and the DHT.
 async fn metadata(
     magnet: &Magnet,
     peers: Vec<SocketAddr>,
     trackers: Vec<String>,
+    dht: Option<Arc<swarm::dht::Dht>>,
     peer_id: [u8; 20],
     port: u16,
 ) -> Result<swarm::metadata::Fetched> {
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let info_hash = magnet.swarm_hash();
+    // Looks up only (port 0): there is nothing to offer before the info.
+    let _dht_tracking = match (&dht, info_hash) {
+        (Some(dht), Some(h)) => Some(dht.track(vec![h], 0, tx.clone())),
+        _ => None,
+    };
     if let Some(info_hash) = info_hash {
         for url in trackers {
             let tx = tx.clone();
@@ -231,6 +290,7 @@ pub fn seed(args: &SeedArgs) -> Result<ExitCode> {
     opts.trackers = args.trackers.clone();
     opts.lsd = args.lsd.then(|| swarm::lsd::Config::new(0));
     opts.limits = args.limits.limits()?;
+    opts.dht = args.dht.start(Some(args.listen))?;
     run(meta, opts)
 }
 
@@ -272,5 +332,55 @@ fn run(meta: torrent::Metainfo, opts: Options) -> Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         bail!("{name}: stopped before the download completed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        dht: DhtArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<DhtArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("t").chain(args.iter().copied())).map(|c| c.dht)
+    }
+
+    #[test]
+    fn dht_is_off_unless_asked_for() {
+        let args = parse(&[]).expect("no flags");
+        assert!(args.config(None).is_none());
+    }
+
+    #[test]
+    fn dht_binds_the_listen_ipv4_address_and_takes_the_given_bootstrap() {
+        let args = parse(&[
+            "--dht",
+            "--dht-bootstrap",
+            "127.0.0.1:7001",
+            "--dht-bootstrap",
+            "127.0.0.1:7002",
+        ])
+        .expect("flags");
+        let cfg = args
+            .config(Some("127.0.0.1:6999".parse().expect("address")))
+            .expect("on");
+        assert_eq!(cfg.bind, "127.0.0.1:0".parse().expect("address"));
+        assert_eq!(cfg.bootstrap, ["127.0.0.1:7001", "127.0.0.1:7002"]);
+        let cfg = parse(&["--dht"])
+            .expect("flags")
+            .config(Some("[::1]:6999".parse().expect("address")))
+            .expect("on");
+        assert!(cfg.bind.ip().is_unspecified());
+        assert_eq!(cfg.bootstrap.len(), swarm::dht::DEFAULT_BOOTSTRAP.len());
+    }
+
+    #[test]
+    fn a_bootstrap_node_without_dht_is_an_error() {
+        assert!(parse(&["--dht-bootstrap", "127.0.0.1:7001"]).is_err());
     }
 }
