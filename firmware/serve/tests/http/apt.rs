@@ -2,7 +2,9 @@
 //! compressed Packages fetched by-hash), `download` of a package whose version has a `+`
 //! (apt asks for it as `%2b`), and a download resumed from a partial file
 //! through Range + If-Range, plus its negative control (a stale partial file
-//! must be replaced, not extended).
+//! must be replaced, not extended); and an `update` during which the node
+//! switches snapshots between InRelease and the by-hash indexes (a proxy in
+//! front of the server makes the switch at that moment).
 //!
 //! The repository is built here, offline: two tiny packages from
 //! `dpkg-deb --build`, indexes from apt-ftparchive, InRelease signed with a
@@ -184,35 +186,54 @@ fn set_mtime(path: &Path, t: SystemTime) {
         .expect("set mtime");
 }
 
-#[test]
-fn apt_get_update_download_and_resume() {
-    let work = tempfile::tempdir().expect("tmp");
-    let work = work.path();
-    let repo = work.join("repo");
+/// A throwaway signing key; returns it and the exported public key.
+fn signing_key(work: &Path) -> (Gpg, PathBuf) {
+    let gpg = Gpg {
+        home: work.join("gnupg"),
+    };
+    mkdirs(&[&gpg.home]);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&gpg.home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    }
+    run(gpg.cmd().args([
+        "--passphrase",
+        "",
+        "--pinentry-mode",
+        "loopback",
+        "--quick-gen-key",
+        "swarmsync test repository <tests@example.invalid>",
+        "ed25519",
+        "sign",
+        "1d",
+    ]));
+    let key = work.join("key.gpg");
+    run(gpg.cmd().arg("--output").arg(&key).arg("--export"));
+    (gpg, key)
+}
+
+fn host_arch() -> String {
     let arch_out = run(Command::new("dpkg").arg("--print-architecture"));
-    let arch = String::from_utf8_lossy(&arch_out.stdout).trim().to_string();
+    String::from_utf8_lossy(&arch_out.stdout).trim().to_string()
+}
 
-    let hello = "pool/main/h/hello-swarm/hello-swarm_1.0+1_all.deb";
-    build_deb(work, "hello-swarm", "1.0+1", 300_000, &repo.join(hello));
-    build_deb(
-        work,
-        "other-swarm",
-        "2.0",
-        1_000,
-        &repo.join("pool/main/o/other-swarm/other-swarm_2.0_all.deb"),
-    );
-
+/// A signed repository in `repo`: the packages `debs` (pool path, name,
+/// version, size), indexes also by-hash, InRelease with Acquire-By-Hash.
+fn make_repo(work: &Path, repo: &Path, arch: &str, gpg: &Gpg, debs: &[(&str, &str, &str, usize)]) {
+    for (path, name, version, size) in debs {
+        build_deb(work, name, version, *size, &repo.join(path));
+    }
     // Indexes, Release and InRelease.
     let bin = repo.join(format!("dists/stable/main/binary-{arch}"));
     mkdirs(&[&bin]);
     let packages = run(Command::new("apt-ftparchive")
-        .current_dir(&repo)
+        .current_dir(repo)
         .args(["packages", "pool"]));
     std::fs::write(bin.join("Packages"), &packages.stdout).expect("Packages");
     run(Command::new("gzip")
         .args(["-9nk"])
         .arg(bin.join("Packages")));
-    let release = run(Command::new("apt-ftparchive").current_dir(&repo).args([
+    let release = run(Command::new("apt-ftparchive").current_dir(repo).args([
         "-o",
         "APT::FTPArchive::Release::Origin=swarmsync-test",
         // As Debian's archive: MD5Sum and SHA256 only, so SHA256 is the
@@ -247,27 +268,6 @@ fn apt_get_update_download_and_resume() {
     release = release.replacen("\nDate:", "\nAcquire-By-Hash: yes\nDate:", 1);
     assert!(release.contains("Acquire-By-Hash: yes"), "{release}");
     std::fs::write(repo.join("dists/stable/Release"), release).expect("Release");
-    let gpg = Gpg {
-        home: work.join("gnupg"),
-    };
-    mkdirs(&[&gpg.home]);
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&gpg.home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    }
-    run(gpg.cmd().args([
-        "--passphrase",
-        "",
-        "--pinentry-mode",
-        "loopback",
-        "--quick-gen-key",
-        "swarmsync test repository <tests@example.invalid>",
-        "ed25519",
-        "sign",
-        "1d",
-    ]));
-    let key = work.join("key.gpg");
-    run(gpg.cmd().arg("--output").arg(&key).arg("--export"));
     run(gpg
         .cmd()
         .args([
@@ -279,6 +279,31 @@ fn apt_get_update_download_and_resume() {
         ])
         .arg(repo.join("dists/stable/InRelease"))
         .arg(repo.join("dists/stable/Release")));
+}
+
+#[test]
+fn apt_get_update_download_and_resume() {
+    let work = tempfile::tempdir().expect("tmp");
+    let work = work.path();
+    let repo = work.join("repo");
+    let arch = host_arch();
+    let hello = "pool/main/h/hello-swarm/hello-swarm_1.0+1_all.deb";
+    let (gpg, key) = signing_key(work);
+    make_repo(
+        work,
+        &repo,
+        &arch,
+        &gpg,
+        &[
+            (hello, "hello-swarm", "1.0+1", 300_000),
+            (
+                "pool/main/o/other-swarm/other-swarm_2.0_all.deb",
+                "other-swarm",
+                "2.0",
+                1_000,
+            ),
+        ],
+    );
 
     let server = Server::start(
         vec![serve::Mount::new("/debian", &repo)],
@@ -366,4 +391,163 @@ fn apt_get_update_download_and_resume() {
         std::fs::read(archives.join(name)).expect("replaced") == original,
         "stale partial spliced"
     );
+}
+
+/// Forwards connections to `to`; just before the first request for a
+/// by-hash path is passed on, runs `on_by_hash` once (a snapshot switch
+/// between apt's InRelease and its indexes, at the worst moment).
+fn switching_proxy(
+    to: std::net::SocketAddr,
+    on_by_hash: impl Fn() + Send + Sync + 'static,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy bind");
+    let addr = listener.local_addr().expect("proxy addr");
+    let switched = Arc::new(AtomicBool::new(false));
+    let flag = switched.clone();
+    let on_by_hash = Arc::new(on_by_hash);
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let Ok(mut server) = std::net::TcpStream::connect(to) else {
+                return;
+            };
+            let (mut client_r, mut server_w) = (
+                client.try_clone().expect("clone"),
+                server.try_clone().expect("clone"),
+            );
+            let (flag, on_by_hash) = (flag.clone(), on_by_hash.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut tail: Vec<u8> = Vec::new();
+                loop {
+                    let n = match client_r.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    tail.extend_from_slice(&buf[..n]);
+                    if !flag.load(Ordering::SeqCst) && tail.windows(9).any(|w| w == b"/by-hash/") {
+                        on_by_hash();
+                        flag.store(true, Ordering::SeqCst);
+                    }
+                    let keep = tail.len().saturating_sub(16);
+                    tail.drain(..keep);
+                    if server_w.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = server_w.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server, &mut client);
+                let _ = client.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (addr, switched)
+}
+
+/// The race of design.md's "Consistency for clients", with the real apt:
+/// the node switches to a new snapshot after apt has read InRelease and
+/// before it asks for the indexes that InRelease names by hash. Pinning is
+/// off, so only by-hash across snapshots can save the update: the new
+/// snapshot does not have the old indexes, the old snapshot still does.
+#[test]
+fn apt_get_update_across_a_snapshot_switch() {
+    let work = tempfile::tempdir().expect("tmp");
+    let work = work.path();
+    let arch = host_arch();
+    let (gpg, key) = signing_key(work);
+    let data = work.join("data");
+    let hello = (
+        "pool/main/h/hello-swarm/hello-swarm_1.0_all.deb",
+        "hello-swarm",
+        "1.0",
+        2_000,
+    );
+    let newer = (
+        "pool/main/n/new-swarm/new-swarm_1.0_all.deb",
+        "new-swarm",
+        "1.0",
+        2_000,
+    );
+    make_repo(work, &data.join("snapshots/1"), &arch, &gpg, &[hello]);
+    make_repo(
+        work,
+        &data.join("snapshots/2"),
+        &arch,
+        &gpg,
+        &[hello, newer],
+    );
+    // A later publication has a later InRelease; built in the same second
+    // here, apt's If-Modified-Since would get 304 for the new one.
+    let later = SystemTime::now() + Duration::from_secs(60);
+    set_mtime(&data.join("snapshots/2/dists/stable/InRelease"), later);
+    let by_hash_dir = format!("dists/stable/main/binary-{arch}/by-hash/SHA256");
+    let names = |seq: &str| -> Vec<String> {
+        std::fs::read_dir(data.join("snapshots").join(seq).join(&by_hash_dir))
+            .expect("by-hash dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect()
+    };
+    let (old, new) = (names("1"), names("2"));
+    assert!(
+        old.iter().all(|h| !new.contains(h)),
+        "the snapshots share an index"
+    );
+    std::os::unix::fs::symlink("snapshots/1", data.join("current")).expect("current");
+
+    let config = serve::Config {
+        sticky_grace: Duration::ZERO,
+        ..serve::Config::default()
+    };
+    let server = Server::start(
+        vec![serve::Mount::with_snapshots(
+            "/debian",
+            data.join("current"),
+            data.join("snapshots"),
+        )],
+        config,
+    );
+    let switch_data = data.clone();
+    let (proxy, switched) = switching_proxy(server.addr, move || {
+        let next = switch_data.join("current.next");
+        std::os::unix::fs::symlink("snapshots/2", &next).expect("symlink");
+        std::fs::rename(&next, switch_data.join("current")).expect("switch");
+    });
+    let apt = Apt::new(work, &format!("http://{proxy}/debian"), &arch, &key);
+    let update = apt.get(work, &["-o", "Debug::Acquire::http=true", "update"]);
+    assert!(
+        switched.load(std::sync::atomic::Ordering::SeqCst),
+        "apt asked for no by-hash path:\n{update}"
+    );
+    assert!(
+        old.iter().any(|h| update.contains(h.as_str())),
+        "apt did not fetch the old snapshot's index by hash:\n{update}"
+    );
+    // apt holds snapshot 1's view, consistently.
+    let lists = work.join("apt/state/lists");
+    let packages_list = || -> String {
+        std::fs::read_dir(&lists)
+            .expect("lists")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
+            .map(|e| std::fs::read_to_string(e.path()).expect("read list"))
+            .collect()
+    };
+    let view = packages_list();
+    assert!(view.contains("Package: hello-swarm"), "{view}");
+    assert!(!view.contains("Package: new-swarm"), "{view}");
+    // The next update sees the new snapshot.
+    let second = apt.get(work, &["-o", "Debug::Acquire::http=true", "update"]);
+    assert!(packages_list().contains("Package: new-swarm"), "{second}");
+    let dl = work.join("dl");
+    mkdirs(&[&dl]);
+    apt.get(&dl, &["download", "new-swarm"]);
+    assert!(dl.join("new-swarm_1.0_all.deb").is_file());
 }
