@@ -477,7 +477,9 @@ mod tests {
     }
 
     /// Random mutations of valid signed bytes: never a panic, and never an
-    /// accepted release that differs from the signed one.
+    /// accepted release that differs from the signed one. (Few rounds: an
+    /// unoptimised signature check is slow; the `release` fuzz target goes
+    /// further.)
     #[test]
     fn random_mutations_never_panic_or_pass() {
         let inputs = [
@@ -492,7 +494,7 @@ mod tests {
             rng ^= rng << 17;
             rng
         };
-        for round in 0..20_000 {
+        for round in 0..4_000 {
             let mut bytes = inputs[round % inputs.len()].clone();
             for _ in 0..=(next() % 4) {
                 let len = bytes.len().max(1);
