@@ -641,3 +641,60 @@ async fn store_target_seeds_objects_and_verified_partial_pieces() {
     let _ = stop_a.send(());
     a.await.expect("task").expect("run");
 }
+
+#[tokio::test]
+async fn v1_only_torrent_is_refused_with_a_clear_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tree = files(&[("v/a", 41, 50_000), ("v/b", 42, 20_000)]);
+    let root = tmp.path().join("src").join("v1");
+    for (path, data) in &tree {
+        let mut p = root.clone();
+        p.extend(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, data).expect("write tree");
+    }
+    let inputs = tree
+        .iter()
+        .map(|(path, data)| InputFile {
+            path: path.clone(),
+            length: data.len() as u64,
+            executable: false,
+            symlink_target: None,
+        })
+        .collect();
+    let opts = CreateOptions {
+        version: Version::V1,
+        piece_length: Some(PIECE),
+        ..CreateOptions::default()
+    };
+    let plan = Plan::new("v1", false, inputs, &opts).expect("plan");
+    let meta = Arc::new(
+        create(&plan, &opts, &Disk(root), 1, &|_| {})
+            .expect("create")
+            .1,
+    );
+    let store = Arc::new(Mutex::new(
+        Store::open(tmp.path().join("data")).expect("open store"),
+    ));
+    let wanted = vec![true; meta.info.files.len()];
+    let run = engine::run(
+        meta,
+        store_opts(&store, wanted, &[], 1),
+        std::future::pending(),
+        |_| {},
+    );
+    let err = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("fails at once")
+        .expect_err("v1-only must be refused");
+    let msg = err.to_string();
+    assert!(msg.contains("v1-only") && msg.contains("hybrid"), "{msg}");
+    assert!(
+        store
+            .lock()
+            .expect("lock")
+            .partials()
+            .expect("partials")
+            .is_empty()
+    );
+}
