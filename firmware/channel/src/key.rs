@@ -162,6 +162,12 @@ impl SecretKey {
         sync_parent(path)
     }
 
+    /// The raw 32-byte seed, for other ed25519 users of the same key (the
+    /// DHT's BEP 44 `put_mutable` takes a seed). Treat it as the secret it is.
+    pub fn seed(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
     /// The public half.
     pub fn public(&self) -> PublicKey {
         PublicKey(self.0.verifying_key().to_bytes())
@@ -495,6 +501,7 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let back = SecretKey::read_file(&path).expect("read");
         assert_eq!(back.public(), key.public());
+        assert_eq!(SecretKey::from_seed(key.seed()).public(), key.public());
         let other = SecretKey::generate();
         assert!(matches!(other.write_new(&path), Err(Error::Exists { .. })));
         assert_eq!(
