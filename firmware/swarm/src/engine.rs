@@ -319,6 +319,9 @@ pub async fn run(
         || !opts.trackers.is_empty()
         || (opts.use_torrent_sources && !meta.trackers.is_empty());
     let mut listen_port = 0u16;
+    // Aborted when the run ends, so the port is free for the next run at
+    // once (a node restarts the engine for each release).
+    let mut accept_task: Option<tokio::task::JoinHandle<()>> = None;
     if wants_listen {
         let addr = opts
             .listen
@@ -336,7 +339,7 @@ pub async fn run(
         listen_port = local.port();
         tracing::info!("listening for peers on {local}");
         let tx = in_tx.clone();
-        tokio::spawn(async move {
+        accept_task = Some(tokio::spawn(async move {
             loop {
                 match listener.accept().await {
                     Ok((s, a)) => {
@@ -350,7 +353,7 @@ pub async fn run(
                     }
                 }
             }
-        });
+        }));
     }
 
     // Extension handshake: metadata for magnet peers, our listen port.
@@ -794,6 +797,10 @@ pub async fn run(
     });
     if let Some(a) = announcer {
         a.stop().await;
+    }
+    if let Some(t) = accept_task.take() {
+        t.abort();
+        let _ = t.await;
     }
     drop(conns);
     let _ = job_tx

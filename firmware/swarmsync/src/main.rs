@@ -11,7 +11,12 @@ mod cmd_status;
 mod cmd_swarm;
 mod cmd_torrent;
 mod cmd_verify;
+mod config;
+mod demo;
+mod node;
+mod origin;
 mod progress;
+mod signals;
 mod tree;
 
 use std::path::PathBuf;
@@ -34,6 +39,16 @@ enum Command {
     /// Write a new secret key (0600) and print its public key; with
     /// --delegate-from, an online key delegated from a root key.
     Keygen(cmd_keygen::KeygenArgs),
+    /// Publish the tree as a signed release of a channel, then serve it as
+    /// the origin (feed, web seed, seeder) until stopped.
+    Publish(origin::PublishArgs),
+    /// A local origin and three nodes syncing and serving on loopback.
+    Demo(demo::DemoArgs),
+    /// Run the node: follow the channels of the config, sync, serve.
+    Run {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Try the LEDs: walk every pattern, or show what they show now.
     #[command(subcommand)]
     Leds(cmd_leds::LedsCommand),
@@ -75,6 +90,9 @@ fn main() -> ExitCode {
         Command::Torrent(TorrentCommand::Verify { file, dir }) => cmd_torrent::verify(&file, &dir),
         Command::Torrent(TorrentCommand::Download(args)) => cmd_swarm::download(&args),
         Command::Torrent(TorrentCommand::Seed(args)) => cmd_swarm::seed(&args),
+        Command::Publish(args) => origin::run(&args),
+        Command::Run { config } => node::run(&config),
+        Command::Demo(args) => demo::run(&args),
         Command::Leds(command) => cmd_leds::run(&command),
         Command::Keygen(args) => cmd_keygen::run(&args),
         Command::Verify { state } => cmd_verify::run(&state),

@@ -1,0 +1,764 @@
+//! One channel of a node: follow the feeds, accept releases, sync each into
+//! the store, switch `current`, collect garbage.
+//!
+//! Order of a sync, and why:
+//! 1. The release passes every acceptance rule (`channel::accept`) with
+//!    the time floor, or is recorded as rejected and changes nothing.
+//! 2. Its torrent is fetched and must hash to the release's infohashes: a
+//!    release naming one tree and a torrent describing another is refused.
+//! 3. The engine runs over the store with only the repository metadata
+//!    wanted; once those objects are complete, `repo::plan` picks the
+//!    subset from them and the rest is wanted. Objects already stored (any
+//!    earlier snapshot) count as present: that is the whole incremental
+//!    sync.
+//! 4. Only when every selected file is an object is the snapshot built,
+//!    then `current` switched, then the release recorded as installed, then
+//!    garbage collected (keeping the previous snapshot for sticky clients).
+//!    A crash anywhere leaves the old snapshot served and the work done so
+//!    far in the store.
+//!
+//! The engine keeps seeding the release after the switch until a newer one
+//! arrives: LAN nodes fetch from each other.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serve::status::StatusBoard;
+use store::{Entry, Store};
+use swarm::engine::{Control, Options, Target};
+use tokio::sync::{mpsc, watch};
+use torrent::metainfo::{File as TFile, Metainfo};
+
+use crate::config::Config;
+use crate::origin::{now_secs, write_atomic};
+
+/// Largest torrent accepted from a feed (the metainfo limits apply too).
+#[allow(dead_code)]
+const MAX_TORRENT: usize = 64 << 20;
+/// Time allowed for one feed or torrent request.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct ChannelTask {
+    name: String,
+    idx: usize,
+    policy: channel::Policy,
+    feeds: Vec<String>,
+    subset: Option<repo::Subset>,
+    dir: PathBuf,
+    board: StatusBoard,
+    poll: Duration,
+    listen: SocketAddr,
+    peers: Vec<String>,
+    trackers: Vec<String>,
+    lsd: bool,
+    limits: swarm::conn::Limits,
+    budget: Option<u64>,
+    dht: Option<Arc<swarm::dht::Dht>>,
+}
+
+/// What the running engine reports to the channel loop.
+enum Report {
+    /// Every selected file is stored.
+    Complete {
+        seq: u64,
+        entries: Vec<(Vec<String>, Entry)>,
+    },
+    Failed {
+        seq: u64,
+        error: String,
+    },
+}
+
+/// A release being synced or seeded.
+struct Active {
+    release: channel::Release,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ChannelTask {
+    pub fn new(
+        config: &Config,
+        idx: usize,
+        dir: PathBuf,
+        board: StatusBoard,
+        dht: Option<Arc<swarm::dht::Dht>>,
+    ) -> Result<Self> {
+        let ch = &config.channels[idx];
+        let root: channel::PublicKey = ch
+            .public_key
+            .parse()
+            .map_err(|e| anyhow::anyhow!("channel {:?} public_key: {e}", ch.name))?;
+        let mut listen = config.node.peer_listen;
+        if listen.port() != 0 {
+            listen.set_port(listen.port().saturating_add(idx as u16));
+        }
+        let limit = |s: &Option<String>| -> Vec<Arc<swarm::rate::Limiter>> {
+            s.as_deref()
+                .and_then(swarm::rate::parse_rate)
+                .flatten()
+                .map(|r| vec![Arc::new(swarm::rate::Limiter::new(r))])
+                .unwrap_or_default()
+        };
+        Ok(ChannelTask {
+            name: ch.name.clone(),
+            idx,
+            policy: channel::Policy {
+                root,
+                channel: ch.name.clone(),
+            },
+            feeds: ch.feeds.clone(),
+            subset: ch.subset.clone(),
+            dir,
+            board,
+            poll: config.poll_interval()?,
+            listen,
+            peers: config.network.peers.clone(),
+            trackers: config.network.trackers.clone(),
+            lsd: config.network.lsd,
+            limits: swarm::conn::Limits {
+                down: limit(&config.network.download_limit),
+                up: limit(&config.network.upload_limit),
+            },
+            budget: config.disk_budget()?,
+            dht,
+        })
+    }
+
+    fn node_dir(&self) -> PathBuf {
+        self.dir.join("node")
+    }
+
+    fn status(&self, f: impl FnOnce(&mut serve::status::ChannelStatus)) {
+        let i = self.idx;
+        self.board.update(|s| {
+            if let Some(c) = s.channels.get_mut(i) {
+                f(c);
+            }
+        });
+    }
+
+    fn reject(&self, code: &str, reason: String) {
+        tracing::warn!("channel {}: release refused: {reason}", self.name);
+        let code = code.to_owned();
+        self.status(|c| {
+            c.last_rejection = Some(serve::status::Rejection {
+                code,
+                reason,
+                at: now_secs(),
+            });
+        });
+    }
+
+    fn error(&self, e: &str) {
+        tracing::error!("channel {}: {e}", self.name);
+        let e = e.to_owned();
+        self.status(|c| {
+            c.last_error = Some(e);
+            c.state = "error".into();
+        });
+    }
+
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<()> {
+        std::fs::create_dir_all(self.node_dir().join("releases"))
+            .with_context(|| format!("cannot create {}", self.node_dir().display()))?;
+        std::fs::create_dir_all(self.node_dir().join("torrents"))?;
+        let dir = self.dir.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&dir))
+            .await
+            .context("store")?
+            .with_context(|| format!("cannot open store {}", self.dir.display()))?;
+        let store = Arc::new(Mutex::new(store));
+        let this = Arc::new(self);
+
+        // What is installed: the release of the current snapshot.
+        let current = lock(&store)?.current()?;
+        let mut installed: Option<channel::Release> =
+            current.and_then(|seq| this.load_release(seq));
+        let mut newest_created = installed.as_ref().map(|r| r.created);
+        if let Some(r) = &installed {
+            this.show_release(r, "synced");
+        }
+        let (report_tx, mut report_rx) = mpsc::unbounded_channel::<Report>();
+        let mut active: Option<Active> = None;
+        // Resume: seed the installed release, or finish a pending one.
+        let pending = this
+            .pending()
+            .filter(|p| installed.as_ref().is_none_or(|i| p.seq > i.seq));
+        if let Some(r) = pending.or_else(|| installed.clone()) {
+            active = Some(this.start(r, &store, report_tx.clone()));
+        }
+
+        let mut first = true;
+        // A sync that failed (disk budget, unreachable torrent) is retried
+        // at each poll until it works or a newer release replaces it.
+        let mut failed: Option<u64> = None;
+        loop {
+            if !first {
+                tokio::select! {
+                    _ = tokio::time::sleep(this.poll) => {}
+                    r = report_rx.recv() => {
+                        if let Some(r) = r {
+                            if let Report::Failed { seq, .. } = &r {
+                                failed = Some(*seq);
+                            }
+                            installed = this.on_report(r, &store, installed, &active).await;
+                        }
+                        continue;
+                    }
+                    () = crate::signals::stopped(&mut stop) => break,
+                }
+            }
+            first = false;
+            if let (Some(f), Some(a)) = (failed, &active)
+                && a.release.seq == f
+            {
+                failed = None;
+                let r = a.release.clone();
+                if let Some(a) = active.take() {
+                    let _ = a.stop.send(true);
+                    let _ = a.task.await;
+                }
+                tracing::info!("channel {}: retrying release {}", this.name, r.seq);
+                active = Some(this.start(r, &store, report_tx.clone()));
+            }
+            // Poll the feeds.
+            let floor = channel::time_floor(now_secs(), newest_created);
+            let installed_seq = installed.as_ref().map(|r| r.seq);
+            let syncing = active.as_ref().map(|a| a.release.seq);
+            let mut best: Option<(channel::Release, Vec<u8>)> = None;
+            for url in &this.feeds {
+                let bytes = match channel::feed::fetch(url, FETCH_TIMEOUT).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!("channel {}: feed {url}: {e}", this.name);
+                        continue;
+                    }
+                };
+                // The release we already have or are syncing is no news.
+                let seen_seq = channel::parse_unverified(&bytes).ok().map(|r| r.seq);
+                if seen_seq.is_some() && (seen_seq == installed_seq || seen_seq == syncing) {
+                    continue;
+                }
+                match channel::accept(&bytes, &this.policy, installed_seq, floor) {
+                    Ok(r) => {
+                        if best.as_ref().is_none_or(|(b, _)| r.seq > b.seq) {
+                            best = Some((r, bytes));
+                        }
+                    }
+                    Err(rej) => this.reject(rej.code(), format!("from {url}: {rej}")),
+                }
+            }
+            // Expiry of what is served.
+            if let Some(r) = &installed
+                && r.expires < floor
+            {
+                this.status(|c| c.state = "expired".into());
+            }
+            let Some((release, bytes)) = best else {
+                continue;
+            };
+            if syncing.is_some_and(|s| s >= release.seq) {
+                continue;
+            }
+            newest_created = newest_created.max(Some(release.created));
+            if let Err(e) = this.save_release(&release, &bytes) {
+                this.error(&format!("{e:#}"));
+                continue;
+            }
+            tracing::info!("channel {}: new release {}", this.name, release.seq);
+            if let Some(a) = active.take() {
+                let _ = a.stop.send(true);
+                let _ = a.task.await;
+            }
+            failed = None;
+            active = Some(this.start(release, &store, report_tx.clone()));
+        }
+        if let Some(a) = active.take() {
+            let _ = a.stop.send(true);
+            let _ = a.task.await;
+        }
+        let s = Arc::clone(&store);
+        tokio::task::spawn_blocking(move || lock(&s).and_then(|mut s| Ok(s.flush()?)))
+            .await
+            .ok();
+        Ok(())
+    }
+
+    fn load_release(&self, seq: u64) -> Option<channel::Release> {
+        let bytes = std::fs::read(self.node_dir().join("releases").join(seq.to_string())).ok()?;
+        channel::accept(&bytes, &self.policy, None, 0).ok()
+    }
+
+    fn pending(&self) -> Option<channel::Release> {
+        let seq: u64 = std::fs::read_to_string(self.node_dir().join("pending"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        self.load_release(seq)
+    }
+
+    fn save_release(&self, r: &channel::Release, bytes: &[u8]) -> Result<()> {
+        write_atomic(
+            &self.node_dir().join("releases").join(r.seq.to_string()),
+            bytes,
+        )?;
+        write_atomic(
+            &self.node_dir().join("pending"),
+            r.seq.to_string().as_bytes(),
+        )
+    }
+
+    fn show_release(&self, r: &channel::Release, state: &str) {
+        let (seq, created, expires) = (r.seq, r.created, r.expires);
+        let state = state.to_owned();
+        self.status(|c| {
+            c.seq = Some(seq);
+            c.release_created = Some(created);
+            c.release_expires = Some(expires);
+            c.state = state;
+        });
+    }
+
+    async fn on_report(
+        self: &Arc<Self>,
+        r: Report,
+        store: &Arc<Mutex<Store>>,
+        installed: Option<channel::Release>,
+        active: &Option<Active>,
+    ) -> Option<channel::Release> {
+        match r {
+            Report::Failed { seq, error } => {
+                self.error(&format!("release {seq}: {error}"));
+                installed
+            }
+            Report::Complete { seq, entries } => {
+                let Some(release) = active.as_ref().map(|a| a.release.clone()) else {
+                    return installed;
+                };
+                if release.seq != seq {
+                    return installed;
+                }
+                let previous = installed.as_ref().map(|r| r.seq);
+                let s = Arc::clone(store);
+                let switched = tokio::task::spawn_blocking(move || -> Result<store::GcReport> {
+                    let mut st = lock(&s)?;
+                    st.flush()?;
+                    st.build_snapshot(seq, entries)?;
+                    st.switch_current(seq)?;
+                    let retain: Vec<u64> = previous.into_iter().chain([seq]).collect();
+                    Ok(st.gc(&retain)?)
+                })
+                .await;
+                match switched {
+                    Ok(Ok(gc)) => {
+                        tracing::info!(
+                            "channel {}: serving release {seq} ({} old objects removed)",
+                            self.name,
+                            gc.objects_removed
+                        );
+                        let _ = std::fs::remove_file(self.node_dir().join("pending"));
+                        self.prune_files(seq, previous);
+                        self.show_release(&release, "synced");
+                        self.status(|c| c.last_error = None);
+                        Some(release)
+                    }
+                    Ok(Err(e)) => {
+                        self.error(&format!("release {seq}: cannot switch: {e:#}"));
+                        installed
+                    }
+                    Err(e) => {
+                        self.error(&format!("release {seq}: {e}"));
+                        installed
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes recorded releases and torrents older than `previous`.
+    fn prune_files(&self, seq: u64, previous: Option<u64>) {
+        for sub in ["releases", "torrents"] {
+            let Ok(rd) = std::fs::read_dir(self.node_dir().join(sub)) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let n = name.to_string_lossy();
+                let s = n.trim_end_matches(".torrent").parse::<u64>().ok();
+                if let Some(s) = s
+                    && s != seq
+                    && Some(s) != previous
+                {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+
+    fn start(
+        self: &Arc<Self>,
+        release: channel::Release,
+        store: &Arc<Mutex<Store>>,
+        report: mpsc::UnboundedSender<Report>,
+    ) -> Active {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let this = Arc::clone(self);
+        let store = Arc::clone(store);
+        let r = release.clone();
+        this.show_release(&release, "syncing");
+        let task = tokio::spawn(async move {
+            let seq = r.seq;
+            if let Err(e) = this.sync(r, store, stop_rx, &report).await {
+                let _ = report.send(Report::Failed {
+                    seq,
+                    error: format!("{e:#}"),
+                });
+            }
+        });
+        Active {
+            release,
+            stop: stop_tx,
+            task,
+        }
+    }
+
+    /// The torrent of `r`: recorded, or fetched and checked.
+    async fn torrent(&self, r: &channel::Release) -> Result<Metainfo> {
+        let path = self
+            .node_dir()
+            .join("torrents")
+            .join(format!("{}.torrent", r.seq));
+        let mut errors = Vec::new();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(_) => {
+                let mut got = None;
+                for url in &r.torrents {
+                    match channel::feed::fetch(url, FETCH_TIMEOUT).await {
+                        Ok(b) => {
+                            got = Some(b);
+                            break;
+                        }
+                        Err(e) => errors.push(format!("{url}: {e}")),
+                    }
+                }
+                match got {
+                    Some(b) => b,
+                    None => bail!("cannot fetch the torrent: {}", errors.join("; ")),
+                }
+            }
+        };
+        let meta = Metainfo::from_bytes(&bytes).context("the release's torrent")?;
+        if meta.info.v2_infohash != Some(r.v2) || (r.v1.is_some() && meta.info.v1_infohash != r.v1)
+        {
+            self.reject(
+                "content_mismatch",
+                format!(
+                    "release {}: the torrent's infohashes do not match the release",
+                    r.seq
+                ),
+            );
+            bail!("release {}: torrent does not match the release", r.seq);
+        }
+        if !path.exists() {
+            write_atomic(&path, &bytes)?;
+        }
+        Ok(meta)
+    }
+
+    async fn sync(
+        self: &Arc<Self>,
+        r: channel::Release,
+        store: Arc<Mutex<Store>>,
+        mut stop: watch::Receiver<bool>,
+        report: &mpsc::UnboundedSender<Report>,
+    ) -> Result<()> {
+        let meta = Arc::new(self.torrent(&r).await?);
+        let files = &meta.info.files;
+        let tree: Vec<repo::TreeFile> = files
+            .iter()
+            .filter(|f| !f.attr.pad)
+            .map(|f| repo::TreeFile {
+                path: f.path.join("/"),
+                size: f.length,
+            })
+            .collect();
+        let index_of: HashMap<String, usize> = files
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !f.attr.pad)
+            .map(|(i, f)| (f.path.join("/"), i))
+            .collect();
+        // Phase 1: the repository metadata (everything without a subset).
+        let first: BTreeSet<String> = match &self.subset {
+            None => tree.iter().map(|f| f.path.clone()).collect(),
+            Some(s) => repo::metadata_paths(s, &tree).into_iter().collect(),
+        };
+        let mut wanted = vec![false; files.len()];
+        for p in &first {
+            if let Some(&i) = index_of.get(p) {
+                wanted[i] = true;
+            }
+        }
+        let (control_tx, control_rx) = mpsc::channel::<Control>(1024);
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<usize>();
+        let mut opts = Options::with_target(
+            Target::Store {
+                store: Arc::clone(&store),
+                wanted: wanted.clone(),
+            },
+            crate::cmd_swarm::peer_id(),
+        );
+        opts.control = Some(control_rx);
+        opts.completed = Some(done_tx);
+        opts.seed = true;
+        opts.listen = Some(self.listen);
+        let mut peers = crate::cmd_swarm::resolve(&self.peers).unwrap_or_default();
+        for p in &r.peers {
+            match tokio::net::lookup_host(p.as_str()).await {
+                Ok(a) => peers.extend(a),
+                Err(e) => tracing::warn!("release peer {p}: {e}"),
+            }
+        }
+        peers.sort();
+        peers.dedup();
+        opts.peers = peers;
+        opts.trackers = self.trackers.clone();
+        opts.trackers.extend(r.trackers.iter().cloned());
+        opts.web_seeds = r.web_seeds.clone();
+        opts.use_torrent_sources = false;
+        opts.lsd = self.lsd.then(|| swarm::lsd::Config::new(0));
+        opts.limits = self.limits.clone();
+        opts.dht = self.dht.clone();
+
+        // Transfer totals on the status page count across engine runs.
+        let (down0, up0) = self
+            .board
+            .snapshot()
+            .channels
+            .get(self.idx)
+            .map_or((0, 0), |c| (c.downloaded, c.uploaded));
+        let this = Arc::clone(self);
+        let mut engine_stop = stop.clone();
+        let engine_meta = Arc::clone(&meta);
+        let engine = tokio::spawn(async move {
+            let board = this.clone();
+            swarm::engine::run(
+                engine_meta,
+                opts,
+                async move {
+                    let _ = engine_stop.wait_for(|s| *s).await;
+                },
+                move |p| {
+                    board.status(|c| {
+                        c.have_bytes = p.have_bytes;
+                        c.total_bytes = p.total_bytes;
+                        c.peers = p.peers as u32;
+                        c.downloaded = down0 + p.downloaded;
+                        c.uploaded = up0 + p.uploaded;
+                    });
+                },
+            )
+            .await
+        });
+
+        let data_files = |set: &BTreeSet<String>| -> BTreeSet<usize> {
+            set.iter()
+                .filter_map(|p| index_of.get(p).copied())
+                .filter(|&i| files[i].length > 0 && files[i].symlink_target.is_none())
+                .collect()
+        };
+        let mut done: BTreeSet<usize> = BTreeSet::new();
+        let mut need = data_files(&first);
+        let mut selected = first.clone();
+        let mut planned = self.subset.is_none();
+        self.status(|c| {
+            c.files_total = need.len() as u64;
+            c.files_done = 0;
+        });
+        loop {
+            if need.is_subset(&done) {
+                if planned {
+                    break;
+                }
+                // Phase 2: choose the subset from the metadata.
+                let plan = self.plan(&meta, &store, &tree, &index_of).await?;
+                tracing::info!("channel {}: {}", self.name, plan.summary());
+                selected = plan.selected.clone();
+                let more = data_files(&selected);
+                self.check_budget(&meta, &store, &more).await?;
+                for &i in more.difference(&need) {
+                    control_tx
+                        .send(Control::Want {
+                            file: i,
+                            urgent: false,
+                        })
+                        .await
+                        .ok();
+                }
+                need = more;
+                planned = true;
+                self.status(|c| c.files_total = need.len() as u64);
+                continue;
+            }
+            tokio::select! {
+                i = done_rx.recv() => match i {
+                    Some(i) => {
+                        done.insert(i);
+                        let n = done.intersection(&need).count() as u64;
+                        self.status(|c| c.files_done = n);
+                    }
+                    None => {
+                        let r = engine.await;
+                        bail!("the engine stopped: {}", match r {
+                            Ok(Ok(_)) => "without finishing".to_owned(),
+                            Ok(Err(e)) => e.to_string(),
+                            Err(e) => e.to_string(),
+                        });
+                    }
+                },
+                () = crate::signals::stopped(&mut stop) => {
+                    let _ = engine.await;
+                    return Ok(());
+                }
+            }
+        }
+        // Everything selected is stored: hand the tree to the loop.
+        let mut entries = Vec::new();
+        for (i, f) in files.iter().enumerate() {
+            if f.attr.pad {
+                continue;
+            }
+            let path = f.path.join("/");
+            let entry = if let Some(t) = &f.symlink_target {
+                Entry::Symlink(relative_target(&f.path, t))
+            } else if !selected.contains(&path) {
+                continue;
+            } else if f.length == 0 {
+                Entry::Empty
+            } else {
+                let _ = i;
+                Entry::File(f.pieces_root.unwrap_or_default())
+            };
+            entries.push((f.path.clone(), entry));
+        }
+        let _ = report.send(Report::Complete {
+            seq: r.seq,
+            entries,
+        });
+        // Keep seeding until told to stop.
+        let _ = stop.wait_for(|s| *s).await;
+        let _ = engine.await;
+        Ok(())
+    }
+
+    /// Reads the metadata objects and plans the subset.
+    async fn plan(
+        &self,
+        meta: &Arc<Metainfo>,
+        store: &Arc<Mutex<Store>>,
+        tree: &[repo::TreeFile],
+        index_of: &HashMap<String, usize>,
+    ) -> Result<repo::Plan> {
+        let Some(subset) = self.subset.clone() else {
+            bail!("no subset");
+        };
+        let paths: HashMap<String, PathBuf> = {
+            let st = lock(store)?;
+            index_of
+                .iter()
+                .map(|(p, &i)| (p.clone(), object_or_empty(&st, &meta.info.files[i])))
+                .collect()
+        };
+        let tree = tree.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let mut read = |p: &str| -> Result<Vec<u8>, repo::Error> {
+                let path = paths
+                    .get(p)
+                    .ok_or_else(|| repo::Error::read(p, "not in the snapshot"))?;
+                std::fs::read(path).map_err(|e| repo::Error::read(p, e))
+            };
+            repo::plan(&subset, &tree, &mut read)
+        })
+        .await
+        .context("planning")?
+        .context("cannot choose the subset")
+    }
+
+    /// Refuses a sync that would not fit the disk budget.
+    async fn check_budget(
+        &self,
+        meta: &Arc<Metainfo>,
+        store: &Arc<Mutex<Store>>,
+        files: &BTreeSet<usize>,
+    ) -> Result<()> {
+        let Some(budget) = self.budget else {
+            return Ok(());
+        };
+        let missing: u64 = {
+            let st = lock(store)?;
+            files
+                .iter()
+                .map(|&i| &meta.info.files[i])
+                .filter(|f| f.pieces_root.is_none_or(|r| !st.has_object(&r)))
+                .map(|f| f.length)
+                .sum()
+        };
+        let dir = self.dir.clone();
+        let used = tokio::task::spawn_blocking(move || super::dir_size(&dir))
+            .await
+            .unwrap_or(0);
+        if used + missing > budget {
+            bail!(
+                "the subset does not fit the disk budget: {} more needed, {} in use, budget {} (disk_budget in [node]); still serving the old snapshot",
+                human(missing),
+                human(used),
+                human(budget)
+            );
+        }
+        Ok(())
+    }
+}
+
+fn object_or_empty(st: &Store, f: &TFile) -> PathBuf {
+    match f.pieces_root {
+        Some(root) if f.length > 0 => st.object_path(&root),
+        _ => PathBuf::from("/dev/null"),
+    }
+}
+
+/// A torrent symlink target (components from the tree root) as a path
+/// relative to the link's directory.
+fn relative_target(link: &[String], target: &[String]) -> String {
+    let depth = link.len().saturating_sub(1);
+    let mut parts: Vec<&str> = vec![".."; depth];
+    parts.extend(target.iter().map(String::as_str));
+    parts.join("/")
+}
+
+fn lock(store: &Arc<Mutex<Store>>) -> Result<std::sync::MutexGuard<'_, Store>> {
+    store
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the store lock was poisoned"))
+}
+
+pub(crate) fn human(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
