@@ -41,6 +41,20 @@ pub async fn fetch(url: &str, timeout: Duration) -> Result<Vec<u8>, Error> {
     fetch_with_roots(url, timeout, &[]).await
 }
 
+/// [`fetch`] with another body limit: for the release's torrent, which
+/// is bigger than a release (about 100 bytes per file) and is checked
+/// against the release's infohashes by the caller.
+pub async fn fetch_limited(url: &str, timeout: Duration, max: usize) -> Result<Vec<u8>, Error> {
+    let client = client(url, &[])?;
+    match tokio::time::timeout(timeout, get(&client, url, max)).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Feed {
+            url: url.to_owned(),
+            problem: format!("no complete answer within {timeout:?}"),
+        }),
+    }
+}
+
 /// [`fetch`], trusting these extra root certificates (DER) besides the
 /// webpki roots: for private CAs and tests.
 pub async fn fetch_with_roots(
@@ -49,7 +63,7 @@ pub async fn fetch_with_roots(
     extra_roots: &[Vec<u8>],
 ) -> Result<Vec<u8>, Error> {
     let client = client(url, extra_roots)?;
-    match tokio::time::timeout(timeout, get(&client, url)).await {
+    match tokio::time::timeout(timeout, get(&client, url, MAX_BODY)).await {
         Ok(result) => result,
         Err(_) => Err(Error::Feed {
             url: url.to_owned(),
@@ -103,7 +117,7 @@ fn parse_url(url: &str) -> Result<Uri, Error> {
     Ok(uri)
 }
 
-async fn get(client: &HttpClient, url: &str) -> Result<Vec<u8>, Error> {
+async fn get(client: &HttpClient, url: &str, max: usize) -> Result<Vec<u8>, Error> {
     let mut current = url.to_owned();
     let mut redirects = 0u32;
     let response = loop {
@@ -147,21 +161,19 @@ async fn get(client: &HttpClient, url: &str) -> Result<Vec<u8>, Error> {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+    if announced.is_some_and(|n| n > max as u64) {
         return Err(fail(format!(
-            "answer of {} bytes is over the limit of {MAX_BODY}",
+            "answer of {} bytes is over the limit of {max}",
             announced.unwrap_or_default()
         )));
     }
     let mut body = response.into_body();
-    let mut out = Vec::with_capacity(announced.map_or(4096, |n| n as usize));
+    let mut out = Vec::with_capacity(announced.map_or(4096, |n| n as usize).min(1 << 20));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| fail(format!("reading the answer: {}", error_chain(&e))))?;
         if let Ok(data) = frame.into_data() {
-            if out.len() + data.len() > MAX_BODY {
-                return Err(fail(format!(
-                    "answer is over the limit of {MAX_BODY} bytes"
-                )));
+            if out.len() + data.len() > max {
+                return Err(fail(format!("answer is over the limit of {max} bytes")));
             }
             out.extend_from_slice(&data);
         }

@@ -88,9 +88,13 @@ pub async fn run_until(
     for (i, ch) in config.channels.iter().enumerate() {
         let dir = data.join(&ch.name);
         let mount = ch.mount.clone().unwrap_or_else(|| format!("/{}", ch.name));
-        mounts.push(serve::Mount::new(
+        // by-hash files are found in any retained snapshot (design.md
+        // "Consistency for clients").
+        let store_dir = std::fs::canonicalize(&data)?.join(&ch.name);
+        mounts.push(serve::Mount::with_snapshots(
             mount,
-            std::fs::canonicalize(&data)?.join(&ch.name).join("current"),
+            store_dir.join("current"),
+            store_dir.join("snapshots"),
         ));
         let task = ChannelTask::new(&config, i, dir, board.clone(), dht.clone())?;
         let stop = stop.clone();

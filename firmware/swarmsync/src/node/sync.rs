@@ -37,7 +37,6 @@ use crate::config::Config;
 use crate::origin::{now_secs, write_atomic};
 
 /// Largest torrent accepted from a feed (the metainfo limits apply too).
-#[allow(dead_code)]
 const MAX_TORRENT: usize = 64 << 20;
 /// Time allowed for one feed or torrent request.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -440,7 +439,7 @@ impl ChannelTask {
             Err(_) => {
                 let mut got = None;
                 for url in &r.torrents {
-                    match channel::feed::fetch(url, FETCH_TIMEOUT).await {
+                    match channel::feed::fetch_limited(url, FETCH_TIMEOUT, MAX_TORRENT).await {
                         Ok(b) => {
                             got = Some(b);
                             break;
