@@ -118,7 +118,8 @@ impl<'a> Xml<'a> {
         let mut out = Vec::new();
         for a in e.attributes() {
             let a = a.map_err(|err| self.error(format!("bad attribute: {err}")))?;
-            let key = a.key.as_ref();
+            let local = a.key.local_name();
+            let key: &str = local.as_ref();
             if let Some(w) = wanted.iter().find(|w| **w == key) {
                 let v = a
                     .normalized_value(quick_xml::XmlVersion::Implicit1_0)
