@@ -13,10 +13,13 @@
 //! pieces that straddle files and cannot be checked per file: refused.
 //!
 //! Rules kept here:
-//! - blocks are buffered until their piece is whole (so memory is bounded by
-//!   the pieces in flight), then the store hashes the piece against the v2
-//!   piece layer; a mismatch goes back to the session as a failed check,
-//!   with per-block digests, so it can find and ban the peer;
+//! - blocks are buffered until their piece is whole, then the store hashes
+//!   the piece against the v2 piece layer; a mismatch goes back to the
+//!   session as a failed check, with per-block digests, so it can find and
+//!   ban the peer. Memory is bounded by the pieces in flight and by
+//!   [`MAX_BUFFERED`]: past it, new pieces are written unverified into their
+//!   `.part` and read back whole for the check (safe: the store trusts only
+//!   pieces it recorded, and rewrites these with the same bytes);
 //! - a file is begun (its `.part` created) only when its first piece
 //!   arrives: unwanted files never appear in `partial/`;
 //! - a file is completed (renamed into `objects/`) at the next flush after
@@ -41,6 +44,9 @@ use torrent::metainfo::{Metainfo, Version};
 
 /// Open file handles kept for uploads.
 const MAX_OPEN: usize = 64;
+/// Bytes of incomplete pieces kept in memory (with 4 MiB pieces and many
+/// peers each delivering one, buffering them all would not fit a board).
+pub const MAX_BUFFERED: usize = 8 * 1024 * 1024;
 
 /// Per-file state bits.
 const WANTED: u8 = 1;
@@ -52,6 +58,10 @@ const DONE: u8 = 8;
 const READY: u8 = 16;
 /// Has a piece in the torrent's piece space (not pad, symlink or empty).
 const DATA: u8 = 32;
+/// Another file of the torrent has the same content (pieces root): its
+/// `.part` may hold verified pieces this file's pieces do not know about,
+/// so nothing unverified is ever written into it.
+const SHARED: u8 = 64;
 
 /// What opening found, for the engine.
 pub struct Opened {
@@ -81,6 +91,12 @@ pub struct StoreTarget {
     ready: Vec<usize>,
     /// Blocks of pieces in flight: piece → the file's bytes of that piece.
     pieces: HashMap<u32, Vec<u8>>,
+    /// Sum of the buffers in `pieces`.
+    buffered: usize,
+    /// [`MAX_BUFFERED`] (tests lower it).
+    max_buffered: usize,
+    /// Pieces in flight written straight into their `.part` (over budget).
+    spilled: HashSet<u32>,
     /// Read handles: (file, is object) → file.
     open: HashMap<(usize, bool), File>,
 }
@@ -229,6 +245,8 @@ impl StoreTarget {
         let mut state = vec![0u8; info.files.len()];
         let mut remaining = vec![0u32; info.files.len()];
         let mut ready = Vec::new();
+        // Transient: first file of each root, to find shared content.
+        let mut roots: HashMap<Sha256, usize> = HashMap::new();
         let mut sel = Selection {
             wanted: Bitfield::new(nfiles),
             done: Bitfield::new(nfiles),
@@ -264,7 +282,12 @@ impl StoreTarget {
             }
             let bit = i as u32;
             state[i] |= DATA;
-            sel.data.set(bit);
+            if let Some(&j) = roots.get(&root) {
+                state[i] |= SHARED;
+                state[j] |= SHARED;
+            } else {
+                roots.insert(root, i);
+            }
             let want = wanted.get(i).copied().unwrap_or(false);
             if want {
                 state[i] |= WANTED;
@@ -327,6 +350,9 @@ impl StoreTarget {
             remaining,
             ready,
             pieces: HashMap::new(),
+            buffered: 0,
+            max_buffered: MAX_BUFFERED,
+            spilled: HashSet::new(),
             open: HashMap::new(),
         };
         Ok((
@@ -370,9 +396,62 @@ impl StoreTarget {
         if begin >= len {
             return Ok(());
         }
-        let buf = self.pieces.entry(piece).or_insert_with(|| vec![0u8; len]);
         let n = data.len().min(len - begin);
+        if !self.pieces.contains_key(&piece)
+            && (self.spilled.contains(&piece) || self.buffered + len > self.max_buffered)
+            && let Some(path) = self.spill_path(piece)?
+        {
+            self.spilled.insert(piece);
+            let (_, local) = self.locate(piece).unwrap_or_default();
+            let at = u64::from(local) * self.layout.piece_length + begin as u64;
+            let f = std::fs::OpenOptions::new().write(true).open(&path)?;
+            return f.write_all_at(&data[..n], at);
+        }
+        let buf = self.pieces.entry(piece).or_insert_with(|| {
+            self.buffered += len;
+            vec![0u8; len]
+        });
         buf[begin..begin + n].copy_from_slice(&data[..n]);
+        Ok(())
+    }
+
+    /// The `.part` a piece can be written to unverified: its file begun,
+    /// and not already an object. `None` keeps the piece in memory.
+    fn spill_path(&mut self, piece: u32) -> std::io::Result<Option<PathBuf>> {
+        let Some((file, _)) = self.locate(piece) else {
+            return Ok(None);
+        };
+        if self.state[file] & (DONE | READY | SHARED) != 0 {
+            return Ok(None);
+        }
+        let root = self.root(file)?;
+        self.begin(file, root)?;
+        if self.state[file] & (DONE | READY) != 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.partial_path(&root)))
+    }
+
+    fn partial_path(&self, root: &Sha256) -> PathBuf {
+        self.partial_dir.join(format!("{}.part", to_hex(root)))
+    }
+
+    /// Records the file in the store (creates its `.part`) once per run.
+    fn begin(&mut self, file: usize, root: Sha256) -> std::io::Result<()> {
+        let st = self.state[file];
+        if st & (DONE | BEGUN) != 0 {
+            return Ok(());
+        }
+        let spec = file_spec(&self.meta, file, root).map_err(std::io::Error::other)?;
+        let begun = self
+            .lock()?
+            .begin_file(spec)
+            .map_err(std::io::Error::other)?;
+        self.state[file] |= BEGUN;
+        if begun == Begin::AlreadyComplete {
+            // Another file with the same content completed it.
+            self.mark_ready(file);
+        }
         Ok(())
     }
 
@@ -384,7 +463,14 @@ impl StoreTarget {
         piece: u32,
         digests: bool,
     ) -> std::io::Result<(bool, Vec<[u8; 32]>, Vec<usize>)> {
-        let buf = self.pieces.remove(&piece).unwrap_or_default();
+        let buf = match self.pieces.remove(&piece) {
+            Some(b) => {
+                self.buffered -= b.len();
+                b
+            }
+            None if self.spilled.remove(&piece) => self.read_part(piece)?,
+            None => Vec::new(),
+        };
         let mut completed = Vec::new();
         let ok = match self.locate(piece) {
             None => false,
@@ -407,19 +493,7 @@ impl StoreTarget {
         completed: &mut Vec<usize>,
     ) -> std::io::Result<bool> {
         let root = self.root(file)?;
-        let st = self.state[file];
-        if st & DONE == 0 && st & BEGUN == 0 {
-            let spec = file_spec(&self.meta, file, root).map_err(std::io::Error::other)?;
-            let begun = self
-                .lock()?
-                .begin_file(spec)
-                .map_err(std::io::Error::other)?;
-            self.state[file] |= BEGUN;
-            if begun == Begin::AlreadyComplete {
-                // Another file with the same content completed it.
-                self.mark_ready(file);
-            }
-        }
+        self.begin(file, root)?;
         let outcome = if self.state[file] & DONE != 0 {
             PieceOutcome::AlreadyHave
         } else {
@@ -539,7 +613,7 @@ impl StoreTarget {
             let path = if object {
                 self.lock()?.object_path(&root)
             } else {
-                self.partial_dir.join(format!("{}.part", to_hex(&root)))
+                self.partial_path(&root)
             };
             self.open.insert((file, object), File::open(path)?);
         }
@@ -550,6 +624,20 @@ impl StoreTarget {
         let offset = u64::from(local) * self.layout.piece_length + u64::from(begin);
         f.read_exact_at(&mut out[..(end - begin) as usize], offset)?;
         Ok(out)
+    }
+}
+
+impl StoreTarget {
+    /// A spilled piece's bytes, back from its `.part`.
+    fn read_part(&mut self, piece: u32) -> std::io::Result<Vec<u8>> {
+        let (file, local) = self
+            .locate(piece)
+            .ok_or_else(|| std::io::Error::other(format!("piece {piece} holds no file")))?;
+        let path = self.partial_path(&self.root(file)?);
+        let mut buf = vec![0u8; self.layout.data_len(piece) as usize];
+        let at = u64::from(local) * self.layout.piece_length;
+        File::open(&path)?.read_exact_at(&mut buf, at)?;
+        Ok(buf)
     }
 }
 
@@ -580,4 +668,146 @@ fn file_spec(meta: &Metainfo, i: usize, root: Sha256) -> Result<FileSpec, crate:
         piece_len: pl,
         piece_layer,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+    use torrent::create::{InputFile, Options, Plan, Source, create};
+
+    const PL: u64 = 32 * 1024;
+
+    struct Mem(Vec<(Vec<String>, Vec<u8>)>);
+
+    impl Source for Mem {
+        type Reader = Cursor<Vec<u8>>;
+        fn open(&self, f: &InputFile) -> std::io::Result<Cursor<Vec<u8>>> {
+            self.0
+                .iter()
+                .find(|(p, _)| *p == f.path)
+                .map(|(_, d)| Cursor::new(d.clone()))
+                .ok_or_else(|| std::io::Error::other("no such file"))
+        }
+    }
+
+    fn data(seed: u8, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    fn torrent(files: &[(&str, Vec<u8>)]) -> Arc<Metainfo> {
+        let mem = Mem(files
+            .iter()
+            .map(|(p, d)| (vec![(*p).to_owned()], d.clone()))
+            .collect());
+        let inputs = mem
+            .0
+            .iter()
+            .map(|(p, d)| InputFile {
+                path: p.clone(),
+                length: d.len() as u64,
+                executable: false,
+                symlink_target: None,
+            })
+            .collect();
+        let opts = Options {
+            version: Version::Hybrid,
+            piece_length: Some(PL),
+            ..Options::default()
+        };
+        let plan = Plan::new("t", false, inputs, &opts).expect("plan");
+        Arc::new(create(&plan, &opts, &mem, 1, &|_| {}).expect("create").1)
+    }
+
+    /// Feeds every wanted piece in blocks, as the session would.
+    fn feed(t: &mut StoreTarget, meta: &Metainfo, files: &[(&str, Vec<u8>)]) -> Vec<usize> {
+        let mut completed = Vec::new();
+        for (i, f) in meta.info.files.iter().enumerate() {
+            let Some((_, bytes)) = files.iter().find(|(p, _)| f.path == [*p]) else {
+                continue;
+            };
+            if t.state[i] & WANTED == 0 {
+                continue;
+            }
+            for p in piece_range(meta, i) {
+                let local = (p - piece_range(meta, i).start) as usize;
+                let start = local * PL as usize;
+                let piece = &bytes[start..(start + PL as usize).min(bytes.len())];
+                for (b, block) in piece.chunks(BLOCK as usize).enumerate() {
+                    t.write(p, (b * BLOCK as usize) as u32, block)
+                        .expect("write");
+                }
+                let (ok, _, done) = t.check(p, false).expect("check");
+                assert!(ok, "piece {p} of {}", f.display_path());
+                completed.extend(done);
+            }
+        }
+        completed.extend(t.flush().expect("flush"));
+        completed
+    }
+
+    #[test]
+    fn over_budget_pieces_go_through_the_part_file() {
+        let files = [("a", data(1, 100_000)), ("b", data(2, 70_000))];
+        let meta = torrent(&files);
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Mutex::new(Store::open(tmp.path()).expect("store")));
+        let wanted = vec![true; meta.info.files.len()];
+        let (mut t, _) =
+            StoreTarget::open(Arc::clone(&meta), Arc::clone(&store), &wanted).expect("open");
+        t.max_buffered = 0;
+        // A corrupt block in a spilled piece fails the check and blames it.
+        t.write(0, 0, &[0u8; BLOCK as usize]).expect("write");
+        t.write(0, BLOCK, &files[0].1[BLOCK as usize..PL as usize])
+            .expect("write");
+        assert!(t.spilled.contains(&0));
+        let (ok, digests, _) = t.check(0, false).expect("check");
+        assert!(!ok);
+        assert_eq!(digests.len(), 2);
+        let mut done = feed(&mut t, &meta, &files);
+        done.sort_unstable();
+        assert_eq!(t.buffered, 0);
+        let s = store.lock().expect("lock");
+        for (name, bytes) in &files {
+            let f = meta.info.files.iter().find(|f| f.path == [*name]);
+            let root = f.and_then(|f| f.pieces_root).expect("root");
+            let got = std::fs::read(s.object_path(&root)).expect("object");
+            assert_eq!(&got, bytes, "{name}");
+        }
+        assert_eq!(done.len(), 2);
+    }
+
+    #[test]
+    fn files_with_the_same_content_share_one_object_and_never_spill() {
+        let same = data(7, 80_000);
+        let files = [
+            ("x", same.clone()),
+            ("y", same.clone()),
+            ("z", data(8, 40_000)),
+        ];
+        let meta = torrent(&files);
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Mutex::new(Store::open(tmp.path()).expect("store")));
+        let wanted = vec![true; meta.info.files.len()];
+        let (mut t, opened) =
+            StoreTarget::open(Arc::clone(&meta), Arc::clone(&store), &wanted).expect("open");
+        t.max_buffered = 0;
+        let mut done = feed(&mut t, &meta, &files);
+        done.sort_unstable();
+        let data_files: Vec<usize> = (0..meta.info.files.len())
+            .filter(|i| t.state[*i] & DATA != 0)
+            .collect();
+        assert_eq!(done, data_files, "every copy is reported");
+        let shared = data_files
+            .iter()
+            .filter(|i| t.state[**i] & SHARED != 0)
+            .count();
+        assert_eq!(shared, 2);
+        assert!(!opened.selection.is_complete());
+        let s = store.lock().expect("lock");
+        let root = meta.info.files[data_files[0]].pieces_root.expect("root");
+        assert_eq!(std::fs::read(s.object_path(&root)).expect("object"), same);
+    }
 }
