@@ -8,6 +8,7 @@
 mod cmd_keygen;
 mod cmd_leds;
 mod cmd_status;
+mod cmd_subset;
 mod cmd_swarm;
 mod cmd_torrent;
 mod cmd_verify;
@@ -52,6 +53,11 @@ enum Command {
     /// Try the LEDs: walk every pattern, or show what they show now.
     #[command(subcommand)]
     Leds(cmd_leds::LedsCommand),
+    /// Dry run: what a node with this config would fetch, and its size.
+    Subset {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Re-verify the whole store; non-zero on any fault.
     Verify {
         /// The node's data directory (or an origin's --state).
@@ -92,6 +98,7 @@ fn main() -> ExitCode {
         Command::Torrent(TorrentCommand::Seed(args)) => cmd_swarm::seed(&args),
         Command::Publish(args) => origin::run(&args),
         Command::Run { config } => node::run(&config),
+        Command::Subset { config } => cmd_subset::run(&config),
         Command::Demo(args) => demo::run(&args),
         Command::Leds(command) => cmd_leds::run(&command),
         Command::Keygen(args) => cmd_keygen::run(&args),
