@@ -65,15 +65,39 @@ pub fn run(args: &KeygenArgs) -> Result<ExitCode> {
     let dpath = delegation_path(&args.out);
     delegation.write_file(&dpath)?;
     eprintln!(
-        "wrote online key {} (public key {}) and {}: valid for channel {channel} until {expires} (Unix time, in {})",
+        "wrote online key {} (public key {}) and {}: valid for channel {channel} until {} (in {})",
         args.out.display(),
         online.public(),
         dpath.display(),
+        utc(expires),
         args.expires,
     );
     eprintln!("nodes configure the root public key:");
     println!("{}", root.public());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Unix seconds as "YYYY-MM-DD HH:MM:SS UTC" (proleptic Gregorian).
+fn utc(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Days since 1970-01-01 to a civil date, counting in 400-year eras
+    // that start on 0000-03-01 (so the leap day is the era's last day).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 /// "90d", "12h", "30m", "45s", "2w".
@@ -104,6 +128,14 @@ fn parse_duration(text: &str) -> Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_796_843_545), "2026-12-09 19:12:25 UTC");
+        assert_eq!(utc(4_102_444_799), "2099-12-31 23:59:59 UTC");
+    }
 
     #[test]
     fn durations() {
