@@ -19,6 +19,13 @@ use super::{ChannelDir, PublishArgs, Published, http::Feed, publish_once};
 const POLL: Duration = Duration::from_secs(2);
 
 pub fn run(args: &PublishArgs) -> Result<ExitCode> {
+    // Absolute paths: the HTTP mounts need them, and a relative --state
+    // must not change meaning if the working directory does.
+    let mut args = args.clone();
+    for p in [&mut args.state, &mut args.tree, &mut args.key] {
+        *p = std::path::absolute(&*p).with_context(|| format!("bad path {}", p.display()))?;
+    }
+    let args = &args;
     let signer = Arc::new(
         channel::Signer::load(&args.key)
             .with_context(|| format!("cannot load key {}", args.key.display()))?,
