@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use channel::feed::{MAX_BODY, MAX_REDIRECTS, fetch, fetch_with_roots};
+use channel::feed::{MAX_BODY, MAX_REDIRECTS, fetch, fetch_limited, fetch_with_roots};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -27,6 +27,7 @@ fn answer(path: &str) -> Reply {
             MAX_BODY + 1
         )),
         "/too-big" => Reply::CloseDelimited(vec![b'x'; MAX_BODY + 1]),
+        "/torrent" => Reply::Body(vec![b't'; 3 * MAX_BODY]),
         "/trickle" => Reply::Trickle,
         "/missing" => Reply::Raw("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".into()),
         "/moved" => Reply::Redirect("/release".into()),
@@ -190,6 +191,20 @@ async fn statuses_limits_and_deadline() {
         .expect_err("scheme")
         .to_string();
     assert!(err.contains("http"), "{err}");
+}
+
+#[tokio::test]
+async fn larger_answers_with_their_own_limit() {
+    let addr = http_server().await;
+    let url = format!("http://{addr}/torrent");
+    let body = fetch_limited(&url, T, 3 * MAX_BODY).await.expect("fetch");
+    assert_eq!(body.len(), 3 * MAX_BODY);
+    let err = fetch_limited(&url, T, 3 * MAX_BODY - 1)
+        .await
+        .expect_err("over")
+        .to_string();
+    assert!(err.contains("limit"), "{err}");
+    assert!(fetch(&url, T).await.is_err(), "a release feed keeps 64 KiB");
 }
 
 /// A self-signed certificate for 127.0.0.1 (not a CA), trusted directly.
