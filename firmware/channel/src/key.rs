@@ -156,9 +156,16 @@ impl SecretKey {
                 },
                 _ => io("cannot create key file", e),
             })?;
-        file.write_all(text.as_bytes())
+        if let Err(e) = file
+            .write_all(text.as_bytes())
             .and_then(|()| file.sync_all())
-            .map_err(|e| io("cannot write key file", e))?;
+        {
+            // A half-written key would block the next attempt ("already
+            // exists") and hold nothing usable: remove it.
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            return Err(io("cannot write key file", e));
+        }
         sync_parent(path)
     }
 
@@ -510,6 +517,21 @@ mod tests {
             "the first key is intact"
         );
         assert!(!format!("{key:?}").contains(&hex::encode(key.0.as_bytes())));
+    }
+
+    #[test]
+    fn a_planted_symlink_is_not_followed() {
+        // O_EXCL: a dangling symlink at the key's path counts as existing,
+        // so the key is never written to wherever it points.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let link = dir.path().join("root.key");
+        let target = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        assert!(matches!(
+            SecretKey::generate().write_new(&link),
+            Err(Error::Exists { .. })
+        ));
+        assert!(!target.exists());
     }
 
     #[test]
