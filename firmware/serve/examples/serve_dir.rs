@@ -4,30 +4,42 @@
 //! ```text
 //! cargo run -p swarmsync-serve --example serve_dir -- 127.0.0.1:8080 /debian=/srv/debian [/rpm=/srv/rpm …]
 //! ```
-//! Runs until killed.
+//! `PREFIX=CURRENT,SNAPSHOTS` mounts a store's layout as the node does
+//! (`CURRENT` a symlink into the directory `SNAPSHOTS`; by-hash files across
+//! snapshots, small files cached). Runs until killed.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let Some(addr) = args.next() else {
-        eprintln!("usage: serve_dir ADDR PREFIX=DIR...");
+        eprintln!("usage: serve_dir ADDR PREFIX=DIR|PREFIX=CURRENT,SNAPSHOTS...");
         return ExitCode::from(2);
     };
     let mut mounts = Vec::new();
     for arg in args {
         let Some((prefix, dir)) = arg.split_once('=') else {
-            eprintln!("serve_dir: {arg:?} is not PREFIX=DIR");
+            eprintln!("serve_dir: {arg:?} is not PREFIX=DIR or PREFIX=CURRENT,SNAPSHOTS");
             return ExitCode::from(2);
         };
-        let dir = match std::path::absolute(dir) {
-            Ok(dir) => dir,
+        let absolute = |dir: &str| match std::path::absolute(dir) {
+            Ok(dir) => Ok(dir),
             Err(e) => {
                 eprintln!("serve_dir: {dir}: {e}");
-                return ExitCode::FAILURE;
+                Err(ExitCode::FAILURE)
             }
         };
-        mounts.push(serve::Mount::new(prefix, dir));
+        let mount = match dir.split_once(',') {
+            Some((current, snapshots)) => absolute(current).and_then(|current| {
+                absolute(snapshots)
+                    .map(|snapshots| serve::Mount::with_snapshots(prefix, current, snapshots))
+            }),
+            None => absolute(dir).map(|dir| serve::Mount::new(prefix, dir)),
+        };
+        match mount {
+            Ok(mount) => mounts.push(mount),
+            Err(code) => return code,
+        }
     }
     // The board's shape: one reactor thread, and few blocking threads for
     // file reads (tokio's default allows 512, each with its own stack and,

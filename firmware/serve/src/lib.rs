@@ -22,6 +22,8 @@
 //! - `service`: the handler that ties them to the file system;
 //! - `byhash`: a by-hash file missing from the client's snapshot comes
 //!   from another retained snapshot;
+//! - `cache`: small files of the current snapshot served without a trip
+//!   to the blocking pool;
 //! - `listing`, `body`: directory pages and streamed file bodies;
 //! - `special`: the `/-/…` hook; `status`: the status model and its pages.
 //!
@@ -60,6 +62,7 @@
 
 mod body;
 mod byhash;
+mod cache;
 mod cond;
 mod error;
 mod listing;
@@ -153,6 +156,10 @@ pub struct Config {
     pub sticky_grace: Duration,
     /// Most clients pinned at once.
     pub sticky_max_clients: usize,
+    /// Bytes of small files (up to 16 KiB each) of the current snapshot
+    /// kept in memory per mount made with [`Mount::with_snapshots`]; zero
+    /// turns the cache off.
+    pub small_file_cache: usize,
 }
 
 impl Default for Config {
@@ -169,6 +176,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(5),
             sticky_grace: Duration::from_secs(600),
             sticky_max_clients: 4096,
+            small_file_cache: 2 * 1024 * 1024,
         }
     }
 }

@@ -19,6 +19,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::body::{Body, content_type};
 use crate::byhash;
+use crate::cache::SmallFiles;
 use crate::cond::{self, Precondition, RangeDecision, Validators};
 use crate::listing::{self, Entry};
 use crate::path::{self, Decoded};
@@ -33,6 +34,9 @@ struct Mounted {
     segments: Vec<String>,
     root: PathBuf,
     snapshots: Option<PathBuf>,
+    /// Small files of the current snapshot (mounts with a snapshots
+    /// directory only).
+    cache: Option<SmallFiles>,
 }
 
 /// What every connection shares: mounts, settings, snapshot pins, the
@@ -55,7 +59,7 @@ impl Shared {
         special: Option<Arc<dyn Special>>,
         counters: Arc<HttpCounters>,
     ) -> Result<Self, Error> {
-        let checks: [(&'static str, bool, &'static str); 6] = [
+        let checks: [(&'static str, bool, &'static str); 7] = [
             (
                 "max_connections",
                 config.max_connections >= 1 && config.max_connections <= 1 << 20,
@@ -77,6 +81,11 @@ impl Shared {
                 "body_memory",
                 config.body_memory >= config.chunk_size && config.body_memory <= 1 << 30,
                 "at least chunk_size, at most 1 GiB",
+            ),
+            (
+                "small_file_cache",
+                config.small_file_cache <= 1 << 30,
+                "at most 1 GiB",
             ),
         ];
         for (name, ok, reason) in checks {
@@ -133,6 +142,10 @@ impl Shared {
             out.push(Mounted {
                 segments: decoded.segments,
                 root: m.root,
+                cache: m
+                    .snapshots
+                    .as_ref()
+                    .map(|_| SmallFiles::new(config.small_file_cache)),
                 snapshots: m.snapshots,
             });
         }
@@ -276,8 +289,6 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
             .collect();
         return listing_response(req, &decoded, &entries, false, head);
     };
-    let root = mount.root.clone();
-    let rest = rest.to_vec();
     let trailing = decoded.trailing_slash;
     // A release file always comes from the newest snapshot and (re)pins
     // the client to it; anything else follows the client's pin, if any.
@@ -287,30 +298,71 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
     } else {
         shared.sticky.get(client, index, Instant::now())
     };
+    // Small files of the current snapshot, without the blocking pool.
+    let cache = mount
+        .cache
+        .as_ref()
+        .filter(|_| pinned.is_none() && !trailing);
+    let target = cache.and_then(|c| c.target(&mount.root));
+    if let (Some(cache), Some(target)) = (cache, &target)
+        && let Some(entry) = cache.get(target, rest)
+    {
+        if release {
+            shared
+                .sticky
+                .pin(client, index, entry.root.clone(), Instant::now());
+        }
+        let content = Content::Inline(entry.body.clone());
+        return file_response(shared, req, content, &entry.validators, &decoded, head);
+    }
+    let root = mount.root.clone();
+    let rest_owned = rest.to_vec();
     let snapshots = mount.snapshots.clone();
+    let check_target = target.is_some();
     let found = tokio::task::spawn_blocking(move || {
+        let rest = rest_owned;
         let found = lookup(&root, pinned, &rest, trailing, !head)?;
-        match snapshots {
+        let found = match snapshots {
             Some(snapshots)
                 if matches!(found.0, Lookup::NotFound)
                     && !trailing
                     && byhash::is_by_hash(&rest) =>
             {
-                Ok::<_, std::io::Error>(
-                    by_hash_elsewhere(&snapshots, &rest, !head).unwrap_or(found),
-                )
+                // From another snapshot: not for the cache of this one.
+                let other = by_hash_elsewhere(&snapshots, &rest, !head).unwrap_or(found);
+                return Ok::<_, std::io::Error>((other, None));
             }
-            _ => Ok(found),
-        }
+            _ => found,
+        };
+        // Where `current` points after the lookup: if it is where it
+        // pointed before, the file is that snapshot's.
+        let after = check_target
+            .then(|| std::fs::read_link(&root).ok().map(PathBuf::into_os_string))
+            .flatten();
+        Ok((found, after))
     })
     .await;
     let found = match found {
-        Ok(Ok((found, used_root))) => {
+        Ok(Ok(((found, used_root), after))) => {
             if release
                 && let Lookup::File(..) = found
-                && let Some(used_root) = used_root
+                && let Some(used_root) = &used_root
             {
-                shared.sticky.pin(client, index, used_root, Instant::now());
+                shared
+                    .sticky
+                    .pin(client, index, used_root.clone(), Instant::now());
+            }
+            if let (Some(cache), Some(target), Some(after), Some(used_root)) =
+                (cache, target, after, used_root)
+                && target == after
+                && let Lookup::File(_, meta, Some(body)) = &found
+            {
+                let entry = crate::cache::Entry {
+                    body: body.clone(),
+                    validators: Validators::from_metadata(meta),
+                    root: used_root,
+                };
+                cache.put(target, rest.to_vec(), entry);
             }
             found
         }
@@ -331,7 +383,12 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
             listing_response(req, &decoded, &entries, truncated, head)
         }
         Lookup::File(file, meta, inline) => {
-            file_response(shared, req, file, &meta, inline, &decoded, head)
+            let content = match inline {
+                Some(bytes) => Content::Inline(bytes),
+                None => Content::File(file, meta.len()),
+            };
+            let v = Validators::from_metadata(&meta);
+            file_response(shared, req, content, &v, &decoded, head)
         }
     }
 }
@@ -595,17 +652,26 @@ fn listing_response(
     resp
 }
 
+/// A file's content: open, to be streamed, or already in memory.
+enum Content {
+    /// An open file and its length.
+    File(std::fs::File, u64),
+    /// The whole file (read with the lookup, or from the cache).
+    Inline(Bytes),
+}
+
 fn file_response(
     shared: &Shared,
     req: &Request<Incoming>,
-    file: std::fs::File,
-    meta: &std::fs::Metadata,
-    inline: Option<Bytes>,
+    content: Content,
+    v: &Validators,
     decoded: &Decoded,
     head: bool,
 ) -> Response<Body> {
-    let v = Validators::from_metadata(meta);
-    let len = meta.len();
+    let len = match &content {
+        Content::Inline(bytes) => bytes.len() as u64,
+        Content::File(_, len) => *len,
+    };
     let name = decoded.segments.last().map_or("", String::as_str);
     let mut resp = Response::new(Body::Empty);
     {
@@ -618,7 +684,7 @@ fn file_response(
         }
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     }
-    match cond::evaluate(req.headers(), &v) {
+    match cond::evaluate(req.headers(), v) {
         Precondition::Proceed => {}
         Precondition::NotModified => {
             *resp.status_mut() = StatusCode::NOT_MODIFIED;
@@ -638,7 +704,7 @@ fn file_response(
     let decision = if head {
         RangeDecision::Full
     } else {
-        cond::range(req.headers(), &v, len)
+        cond::range(req.headers(), v, len)
     };
     let (start, count) = match decision {
         RangeDecision::Full => (0, len),
@@ -664,10 +730,12 @@ fn file_response(
     if head {
         return resp;
     }
-    *resp.body_mut() = match inline {
-        // Read with the lookup; `start + count <= len` by construction.
-        Some(bytes) => Body::bytes(bytes.slice(start as usize..(start + count) as usize)),
-        None => Body::file(
+    *resp.body_mut() = match content {
+        // `start + count <= len` by construction.
+        Content::Inline(bytes) => {
+            Body::bytes(bytes.slice(start as usize..(start + count) as usize))
+        }
+        Content::File(file, _) => Body::file(
             file,
             start,
             count,

@@ -6,6 +6,7 @@
 
 mod apt;
 mod byhash;
+mod cache;
 mod clients;
 mod dnf;
 mod hostile;
