@@ -117,6 +117,21 @@ pub struct Options {
     /// handshake hashes are announced and looked up there. Never used for
     /// private torrents (BEP 27).
     pub dht: Option<Arc<crate::dht::Dht>>,
+    /// Release gossip (the `swarmsync_release` BEP 10 extension): what we
+    /// announce to peers that speak it, and where what they announce goes.
+    pub gossip: Option<Gossip>,
+}
+
+/// The two ends of release gossip for one run. The engine only carries
+/// bytes: the node verifies what it hears (`channel::gossip`,
+/// `channel::accept`) and decides what to announce.
+#[derive(Debug)]
+pub struct Gossip {
+    /// The signed release to send to every peer that speaks the extension,
+    /// now and whenever it changes (`None`: nothing to say).
+    pub outbound: watch::Receiver<Option<Arc<Vec<u8>>>>,
+    /// Payloads peers sent; dropped when the node is behind (bounded).
+    pub inbound: mpsc::Sender<Vec<u8>>,
 }
 
 impl Options {
@@ -144,6 +159,7 @@ impl Options {
             max_connections: 100,
             limits: crate::conn::Limits::default(),
             dht: None,
+            gossip: None,
         }
     }
 }
@@ -297,6 +313,7 @@ pub async fn run(
         }
     }
     let mut control = opts.control.take();
+    let mut gossip_out = opts.gossip.as_ref().map(|g| g.outbound.clone());
 
     // Disk thread.
     let (job_tx, job_rx) = mpsc::channel::<Job>(disk::QUEUE);
@@ -525,6 +542,16 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tick.tick() => session.handle_timeout(Instant::now()),
+            () = gossip_changed(&mut gossip_out) => {
+                let payload = gossip_out.as_ref().and_then(|rx| rx.borrow().clone());
+                if let Some(payload) = payload {
+                    for (peer, ids) in &ext_ids {
+                        if let Some(id) = ids.id(ext::Extension::Release) {
+                            session.send_extended(*peer, id, &payload);
+                        }
+                    }
+                }
+            },
             c = next_control(&mut control) => match c {
                 None => control = None,
                 Some(first) => {
@@ -745,6 +772,14 @@ pub async fn run(
                         id,
                         &payload,
                     );
+                    gossip_on_extended(
+                        &mut session,
+                        opts.gossip.as_ref(),
+                        &ext_ids,
+                        peer,
+                        id,
+                        &payload,
+                    );
                 }
             }
         }
@@ -844,6 +879,47 @@ pub async fn run(
 }
 
 /// The next instruction; `None` once the sender is gone (then never again).
+/// Resolves when the gossip outbound value changes; never without gossip
+/// (or once its sender is gone).
+async fn gossip_changed(rx: &mut Option<watch::Receiver<Option<Arc<Vec<u8>>>>>) {
+    match rx {
+        Some(r) => {
+            if r.changed().await.is_err() {
+                *rx = None;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Release gossip: greet a peer that speaks it with our release, pass on
+/// what it announces.
+fn gossip_on_extended(
+    session: &mut Session,
+    gossip: Option<&Gossip>,
+    ext_ids: &HashMap<PeerKey, ExtensionIds>,
+    peer: PeerKey,
+    id: u8,
+    payload: &[u8],
+) {
+    let Some(g) = gossip else { return };
+    match ext::decode_extended(id, payload, &LOCAL_IDS) {
+        Ok(ExtMessage::Handshake(_)) => {
+            let theirs = ext_ids
+                .get(&peer)
+                .and_then(|ids| ids.id(ext::Extension::Release));
+            let ours = g.outbound.borrow().clone();
+            if let (Some(their), Some(ours)) = (theirs, ours) {
+                session.send_extended(peer, their, &ours);
+            }
+        }
+        Ok(ExtMessage::Release(bytes)) => {
+            let _ = g.inbound.try_send(bytes.to_vec());
+        }
+        _ => {}
+    }
+}
+
 async fn next_control(control: &mut Option<mpsc::Receiver<Control>>) -> Option<Control> {
     match control {
         Some(rx) => rx.recv().await,

@@ -57,6 +57,11 @@ pub struct ChannelTask {
     limits: swarm::conn::Limits,
     budget: Option<u64>,
     dht: Option<Arc<swarm::dht::Dht>>,
+    /// Release gossip: the signed release this node announces to peers
+    /// (every engine run subscribes), and what peers announce to it.
+    gossip_out: watch::Sender<Option<Arc<Vec<u8>>>>,
+    heard_tx: mpsc::Sender<Vec<u8>>,
+    heard_rx: Mutex<Option<mpsc::Receiver<Vec<u8>>>>,
 }
 
 /// What the running engine reports to the channel loop.
@@ -92,6 +97,7 @@ impl ChannelTask {
             .public_key
             .parse()
             .map_err(|e| anyhow::anyhow!("channel {:?} public_key: {e}", ch.name))?;
+        let (heard_tx, heard_rx) = mpsc::channel(16);
         let mut listen = config.node.peer_listen;
         if listen.port() != 0 {
             listen.set_port(listen.port().saturating_add(idx as u16));
@@ -125,6 +131,9 @@ impl ChannelTask {
             },
             budget: config.disk_budget()?,
             dht,
+            gossip_out: watch::channel(None).0,
+            heard_tx,
+            heard_rx: Mutex::new(Some(heard_rx)),
         })
     }
 
@@ -192,6 +201,11 @@ impl ChannelTask {
             active = Some(this.start(r, &store, report_tx.clone()));
         }
 
+        let mut heard = this.heard_rx.lock().ok().and_then(|mut h| h.take());
+        let mut gossip: Option<Vec<u8>> = None;
+        if let Some(r) = &installed {
+            this.announce(r.seq);
+        }
         let mut first = true;
         // A sync that failed (disk budget, unreachable torrent) is retried
         // at each poll until it works or a newer release replaces it.
@@ -210,6 +224,7 @@ impl ChannelTask {
                         continue;
                     }
                     () = crate::signals::stopped(&mut stop) => break,
+                    Some(p) = recv_heard(&mut heard) => gossip = Some(p),
                 }
             }
             first = false;
@@ -230,14 +245,25 @@ impl ChannelTask {
             let installed_seq = installed.as_ref().map(|r| r.seq);
             let syncing = active.as_ref().map(|a| a.release.seq);
             let mut best: Option<(channel::Release, Vec<u8>)> = None;
-            for url in &this.feeds {
-                let bytes = match channel::feed::fetch(url, FETCH_TIMEOUT).await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::warn!("channel {}: feed {url}: {e}", this.name);
-                        continue;
+            // A release a peer announced, or else what the feeds say now.
+            let mut candidates: Vec<(String, Vec<u8>)> = Vec::new();
+            if let Some(payload) = gossip.take() {
+                match channel::gossip::decode(&payload) {
+                    Ok(b) => candidates.push(("a peer's gossip".into(), b.to_vec())),
+                    Err(e) => tracing::debug!("channel {}: bad gossip: {e}", this.name),
+                }
+            } else {
+                for url in &this.feeds {
+                    match channel::feed::fetch(url, FETCH_TIMEOUT).await {
+                        Ok(b) => candidates.push((url.clone(), b)),
+                        Err(e) => match feed_refusal(&e) {
+                            Some(code) => this.reject(code, format!("from {url}: {e}")),
+                            None => tracing::warn!("channel {}: feed {url}: {e}", this.name),
+                        },
                     }
-                };
+                }
+            }
+            for (url, bytes) in candidates {
                 // The release we already have or are syncing is no news.
                 let seen_seq = channel::parse_unverified(&bytes).ok().map(|r| r.seq);
                 if seen_seq.is_some() && (seen_seq == installed_seq || seen_seq == syncing) {
@@ -270,6 +296,13 @@ impl ChannelTask {
                 continue;
             }
             tracing::info!("channel {}: new release {}", this.name, release.seq);
+            // Tell the peers of the old swarm before leaving it: LAN nodes
+            // learn the release from each other.
+            this.gossip_out
+                .send_replace(Some(Arc::new(channel::gossip::encode(&bytes))));
+            if active.is_some() {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
             if let Some(a) = active.take() {
                 let _ = a.stop.send(true);
                 let _ = a.task.await;
@@ -286,6 +319,14 @@ impl ChannelTask {
             .await
             .ok();
         Ok(())
+    }
+
+    /// Announces the recorded release `seq` to peers.
+    fn announce(&self, seq: u64) {
+        if let Ok(bytes) = std::fs::read(self.node_dir().join("releases").join(seq.to_string())) {
+            self.gossip_out
+                .send_replace(Some(Arc::new(channel::gossip::encode(&bytes))));
+        }
     }
 
     fn load_release(&self, seq: u64) -> Option<channel::Release> {
@@ -535,6 +576,10 @@ impl ChannelTask {
         opts.lsd = self.lsd.then(|| swarm::lsd::Config::new(0));
         opts.limits = self.limits.clone();
         opts.dht = self.dht.clone();
+        opts.gossip = Some(swarm::engine::Gossip {
+            outbound: self.gossip_out.subscribe(),
+            inbound: self.heard_tx.clone(),
+        });
 
         // Transfer totals on the status page count across engine runs.
         let (down0, up0) = self
@@ -722,6 +767,34 @@ impl ChannelTask {
             );
         }
         Ok(())
+    }
+}
+
+/// The rejection code of a feed answer that is an attack rather than an
+/// outage: over the size limit ("too_large", as `channel::accept` names an
+/// oversized release) or never complete within the deadline ("timeout",
+/// a server trickling bytes). Those are recorded like refused releases;
+/// an unreachable feed is only logged. The feed client reports both only
+/// as text, hence the match on its wording.
+fn feed_refusal(e: &channel::Error) -> Option<&'static str> {
+    match e {
+        channel::Error::Feed { problem, .. } if problem.contains("over the limit") => {
+            Some("too_large")
+        }
+        channel::Error::Feed { problem, .. }
+            if problem.starts_with("no complete answer within") =>
+        {
+            Some("timeout")
+        }
+        _ => None,
+    }
+}
+
+/// The next release payload a peer announced; never without a receiver.
+async fn recv_heard(rx: &mut Option<mpsc::Receiver<Vec<u8>>>) -> Option<Vec<u8>> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,0 +1,168 @@
+//! Release gossip (the `swarmsync_release` BEP 10 extension): a node that
+//! polls its feed only once an hour still switches to a new release within
+//! seconds, because a peer of the same swarm that polls often tells it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::run_within;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_swarmsync"))
+}
+
+fn port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("probe port")
+}
+
+/// Kills the child on drop.
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(cmd: &mut Command, log: &Path) -> Kill {
+    let f = std::fs::File::create(log).expect("log");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().expect("log"))
+        .stderr(f)
+        .spawn()
+        .expect("spawn swarmsync");
+    Kill(child)
+}
+
+/// The served seq of the node's first channel, from /-/status.json.
+fn served_seq(http: u16) -> Option<u64> {
+    let mut s = TcpStream::connect(("127.0.0.1", http)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /-/status.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let json = body.split("\r\n\r\n").nth(1)?;
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let ch = v.get("channels")?.get(0)?;
+    if ch.get("state")?.as_str()? != "synced" {
+        return None;
+    }
+    ch.get("seq")?.as_u64()
+}
+
+fn wait_seq(http: u16, want: u64, limit: Duration, what: &str, logs: &[&Path]) {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if served_seq(http) == Some(want) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let logs: Vec<String> = logs
+        .iter()
+        .map(|l| std::fs::read_to_string(l).unwrap_or_default())
+        .collect();
+    panic!(
+        "{what}: release {want} not served within {limit:?}\n{}",
+        logs.join("\n----\n")
+    );
+}
+
+fn current_seq(state: &Path) -> u64 {
+    let link = std::fs::read_link(state.join("c").join("current")).expect("origin current");
+    link.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse().ok())
+        .expect("seq")
+}
+
+#[test]
+fn a_node_learns_a_release_from_its_peer() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let tree = d.join("tree");
+    std::fs::create_dir_all(tree.join("pool")).expect("mkdir");
+    std::fs::write(tree.join("pool/a.deb"), vec![7u8; 200_000]).expect("write");
+    std::fs::write(tree.join("Release"), b"one\n").expect("write");
+    let key = d.join("k.key");
+    let out = run_within(
+        bin().args(["keygen", "--out"]).arg(&key),
+        Duration::from_secs(30),
+    )
+    .ok();
+    let public = out.stdout.trim().to_owned();
+    let (o_peer, o_http) = (port(), port());
+    let publish = |once: bool| {
+        let mut c = bin();
+        c.args([
+            "publish",
+            "--channel",
+            "c",
+            "--expires",
+            "1d",
+            "--piece-size",
+            "16384",
+        ])
+        .arg("--key")
+        .arg(&key)
+        .arg("--tree")
+        .arg(&tree)
+        .arg("--state")
+        .arg(d.join("origin"))
+        .args(["--listen", &format!("127.0.0.1:{o_peer}")])
+        .args(["--http", &format!("127.0.0.1:{o_http}")]);
+        if once {
+            c.arg("--once");
+        }
+        c
+    };
+    let origin_log = d.join("origin.log");
+    let _origin = spawn(&mut publish(false), &origin_log);
+    let feed = format!("http://127.0.0.1:{o_http}/-/releases/c");
+    let (p1, p2, h1, h2) = (port(), port(), port(), port());
+    let config = |n: u8, peer: u16, http: u16, other: u16, poll: &str| {
+        let text = format!(
+            "[node]\ndata_dir = {:?}\npeer_listen = \"127.0.0.1:{peer}\"\nhttp_listen = \"127.0.0.1:{http}\"\npoll_interval = \"{poll}\"\n\
+             [[channel]]\nname = \"c\"\npublic_key = \"{public}\"\nfeeds = [\"{feed}\"]\n\
+             [network]\nlsd = false\npeers = [\"127.0.0.1:{other}\"]\n[leds]\nbackend = \"none\"\nwatchdog = \"off\"\n",
+            d.join(format!("node{n}")).display().to_string()
+        );
+        let path = d.join(format!("node{n}.toml"));
+        std::fs::write(&path, text).expect("config");
+        path
+    };
+    let c1 = config(1, p1, h1, p2, "500ms");
+    let c2 = config(2, p2, h2, p1, "1h");
+    let (l1, l2) = (d.join("node1.log"), d.join("node2.log"));
+    // The origin must have published before node 2's one and only poll.
+    let t0 = Instant::now();
+    while !d.join("origin/c/release").exists() && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let first = current_seq(&d.join("origin"));
+    let _n1 = spawn(bin().arg("run").arg("--config").arg(&c1), &l1);
+    let _n2 = spawn(bin().arg("run").arg("--config").arg(&c2), &l2);
+    let logs = [origin_log.as_path(), l1.as_path(), l2.as_path()];
+    wait_seq(h1, first, Duration::from_secs(60), "node1", &logs);
+    wait_seq(h2, first, Duration::from_secs(60), "node2", &logs);
+
+    std::fs::write(tree.join("Release"), b"two\n").expect("write");
+    run_within(&mut publish(true), Duration::from_secs(60)).ok();
+    let second = current_seq(&d.join("origin"));
+    assert!(second > first);
+    wait_seq(h1, second, Duration::from_secs(60), "node1", &logs);
+    // Node 2 will not poll for an hour: only gossip can tell it.
+    wait_seq(h2, second, Duration::from_secs(30), "node2 (gossip)", &logs);
+    let log2 = std::fs::read_to_string(&l2).unwrap_or_default();
+    assert!(log2.contains(&format!("new release {second}")), "{log2}");
+}
