@@ -12,8 +12,10 @@ use torrent::bencode::{Limits, top_level_span, validate};
 
 use crate::{Error, MAX_SIGNED};
 
-/// The BEP 10 extension name in the `m` dictionary of the handshake.
-pub const EXTENSION: &str = "ss_release";
+/// The BEP 10 extension name in the `m` dictionary of the handshake: the
+/// name firmware/torrent's extension codec announces and routes
+/// (`torrent::ext::Extension::Release`); a test keeps the two equal.
+pub const EXTENSION: &str = "swarmsync_release";
 
 /// Largest payload: one signed release plus room for the wrapper and a few
 /// future fields.
@@ -74,6 +76,11 @@ pub fn decode(payload: &[u8]) -> Result<&[u8], Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_name_is_the_one_the_wire_codec_announces() {
+        assert_eq!(EXTENSION, torrent::ext::Extension::Release.name());
+    }
 
     #[test]
     fn round_trip() {
