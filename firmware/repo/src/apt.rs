@@ -2,7 +2,7 @@
 //! subset built from them.
 //!
 //! Which files a subset keeps is what apt-get asks for, checked against the
-//! real apt in tests/apt.rs rather than guessed: the suite's InRelease,
+//! real apt in tests/fixtures/apt.rs rather than guessed: the suite's InRelease,
 //! Release and Release.gpg; for each selected component the files the
 //! Release lists under `binary-<arch>/` for the selected architectures and
 //! `binary-all/` (every compression, since which one apt picks depends on

@@ -20,10 +20,14 @@ pub const MAX_INDEX_FILE: usize = 64 * 1024 * 1024;
 pub const MAX_XML_EVENT: u64 = 4 * 1024 * 1024;
 /// Length of a kept field value: package name, architecture, file path.
 pub const MAX_FIELD: usize = 4096;
-/// Memory the xz decoder may use for its dictionary (xz -9 needs 64 MiB;
-/// Debian and createrepo_c use 8 MiB).
-pub const MAX_XZ_MEMORY_KIB: u32 = 65 * 1024;
-/// zstd window size (`zstd -19` uses 8 MiB; `--long` up to 128 MiB is refused).
-pub const MAX_ZSTD_WINDOW: u64 = 64 * 1024 * 1024;
+/// Memory the xz decoder may use, dictionary included. The decoder
+/// allocates the dictionary a stream's header asks for before reading any
+/// data, so this is what an 8 KB hostile file can cost; 24 MiB admits
+/// `xz -7` (16 MiB dictionary) and below, which covers Debian's archive
+/// (`xz -6`, 8 MiB) and createrepo_c, and keeps the board's 48 MiB peak.
+pub const MAX_XZ_MEMORY_KIB: u32 = 24 * 1024;
+/// zstd window size: `zstd -19` uses 8 MiB; `--long` and `--ultra` windows
+/// beyond this are refused.
+pub const MAX_ZSTD_WINDOW: u64 = 16 * 1024 * 1024;
 /// Package globs or path globs in one subset.
 pub const MAX_PATTERNS: usize = 4096;
