@@ -194,13 +194,22 @@ fn channel_row(out: &mut String, c: &ChannelStatus, now: u64) {
     } else {
         "unknown"
     };
+    // Only a plain absolute path becomes a link (never `javascript:` or
+    // another host).
+    let mount = if c.mount.starts_with('/') && !c.mount.starts_with("//") {
+        format!(
+            "<a class=\"small\" href=\"{}/\">{}</a>",
+            escape(c.mount.trim_end_matches('/')),
+            escape(&c.mount)
+        )
+    } else {
+        format!("<span class=\"small\">{}</span>", escape(&c.mount))
+    };
     let _ = write!(
         out,
-        "<tr class=\"row-{class}\"><td><b>{}</b><br><a class=\"small\" href=\"{}/\">{}</a></td>\
+        "<tr class=\"row-{class}\"><td><b>{}</b><br>{mount}</td>\
          <td><span class=\"state {class}\">{}</span></td><td>",
         escape(&c.name),
-        escape(&c.mount),
-        escape(&c.mount),
         escape(state)
     );
     match c.seq {
@@ -378,6 +387,15 @@ pub(super) mod tests {
         // An unknown state is shown, escaped, and styled as unknown.
         assert!(page.contains("<span class=\"state unknown\">error&quot;&gt;&lt;b&gt;</span>"));
         assert!(!page.contains("<script") && !page.contains("javascript:"));
+        let mut s = sample();
+        s.channels[0].mount = "javascript:alert(1)".into();
+        s.channels[1].mount = "//evil.example/".into();
+        let page = render_html(&s);
+        assert!(!page.contains("href=\"javascript") && !page.contains("href=\"//"));
+        assert!(page.contains("<span class=\"small\">javascript:alert(1)</span>"));
+        assert!(
+            render_html(&sample()).contains("<a class=\"small\" href=\"/debian/\">/debian</a>")
+        );
     }
 
     #[test]
