@@ -428,6 +428,12 @@ impl Signer {
             .map_or_else(|| self.key.public(), Delegation::root)
     }
 
+    /// The key that signs (the online key when delegated): what the DHT
+    /// item of a channel is put under (see [`crate::dht`]).
+    pub fn key(&self) -> &SecretKey {
+        &self.key
+    }
+
     /// The delegation in use, if any.
     pub fn delegation(&self) -> Option<&Delegation> {
         self.delegation.as_ref()

@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 mod accept;
+pub mod dht;
 pub mod feed;
 pub mod gossip;
 mod hex;
