@@ -282,6 +282,7 @@ impl StoreTarget {
             }
             let bit = i as u32;
             state[i] |= DATA;
+            sel.data.set(bit);
             if let Some(&j) = roots.get(&root) {
                 state[i] |= SHARED;
                 state[j] |= SHARED;
