@@ -266,16 +266,24 @@ impl StatusBoard {
     }
 }
 
+const INDEX: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<title>swarmsync</title></head><body><ul>\
+<li><a href=\"status\">status</a></li><li><a href=\"status.json\">status.json</a></li>\
+<li><a href=\"metrics\">metrics</a></li></ul></body></html>\n";
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-/// `/-/status`, `/-/status.json` and `/-/metrics`; anything else is not
-/// the board's.
+/// `/-/status`, `/-/status.json` and `/-/metrics`, and `/-/` linking
+/// them; anything else is not the board's.
 impl Special for StatusBoard {
     fn get(&self, path: &str) -> Option<SpecialResponse> {
+        if path.is_empty() {
+            return Some(SpecialResponse::ok("text/html; charset=utf-8", INDEX));
+        }
         let render: fn(&Status) -> String = match path {
             "status" => render_html,
             "status.json" => Status::to_json,
@@ -352,6 +360,11 @@ mod tests {
             assert!(r.is_some_and(|r| r.status == 200 && r.content_type.starts_with(ctype)));
         }
         assert!(board.get("status/").is_none());
+        assert!(
+            board
+                .get("")
+                .is_some_and(|r| r.body.starts_with(b"<!DOCTYPE html>"))
+        );
         assert!(board.get("releases/x").is_none());
     }
 }
