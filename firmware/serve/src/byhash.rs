@@ -33,8 +33,9 @@ pub fn is_by_hash(rest: &[String]) -> bool {
 
 /// The snapshot directories under `snapshots`, newest first: numeric names
 /// (the store's `<seq>`) by descending number, then other names by
-/// descending name; symlinks and files are skipped. At most
-/// [`MAX_SNAPSHOTS`]. Blocking.
+/// descending name; symlinks, files, hidden names and `*.tmp` (a snapshot
+/// the store is still building) are skipped. At most [`MAX_SNAPSHOTS`].
+/// Blocking.
 pub fn newest_first(snapshots: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut found: Vec<(Option<u64>, String)> = Vec::new();
     for entry in std::fs::read_dir(snapshots)? {
@@ -45,6 +46,9 @@ pub fn newest_first(snapshots: &Path) -> std::io::Result<Vec<PathBuf>> {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
+        if name.starts_with('.') || name.ends_with(".tmp") {
+            continue;
+        }
         found.push((name.parse().ok(), name));
         // Bounded work per request, whatever is in the directory.
         if found.len() > 16 * MAX_SNAPSHOTS {
@@ -98,7 +102,7 @@ mod tests {
     #[test]
     fn order() -> std::io::Result<()> {
         let dir = tempfile::tempdir()?;
-        for d in ["9", "10", "2", "old", "tmp.x"] {
+        for d in ["9", "10", "2", "old", "tmp.x", "11.tmp", ".hidden"] {
             std::fs::create_dir(dir.path().join(d))?;
         }
         std::fs::write(dir.path().join("11"), b"a file")?;
