@@ -66,6 +66,7 @@ mod cache;
 mod cond;
 mod error;
 mod listing;
+pub mod miss;
 mod path;
 mod server;
 mod service;
@@ -78,6 +79,7 @@ use std::time::Duration;
 
 pub use bytes::Bytes;
 pub use error::Error;
+pub use miss::{Miss, MissError, MissFuture};
 pub use server::{Server, run};
 pub use special::{Chain, Special, SpecialResponse};
 pub use status::StatusBoard;

@@ -66,6 +66,7 @@ pub struct Server {
     config: Config,
     special: Option<Arc<dyn Special>>,
     board: Option<StatusBoard>,
+    miss: Option<Arc<dyn crate::Miss>>,
 }
 
 impl Server {
@@ -76,6 +77,7 @@ impl Server {
             config,
             special: None,
             board: None,
+            miss: None,
         }
     }
 
@@ -84,6 +86,14 @@ impl Server {
     #[must_use]
     pub fn special(mut self, special: Arc<dyn Special>) -> Self {
         self.special = Some(special);
+        self
+    }
+
+    /// Asks `miss` for files of a snapshot that are not on disk
+    /// (fetch-on-miss) instead of answering 404.
+    #[must_use]
+    pub fn miss(mut self, miss: Arc<dyn crate::Miss>) -> Self {
+        self.miss = Some(miss);
         self
     }
 
@@ -111,7 +121,7 @@ impl Server {
         };
         serve(
             listener,
-            Shared::new(self.mounts, self.config, special, counters)?,
+            Shared::new(self.mounts, self.config, special, counters)?.with_miss(self.miss),
             shutdown,
         )
         .await

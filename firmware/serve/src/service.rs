@@ -49,6 +49,7 @@ pub struct Shared {
     body_budget: Arc<tokio::sync::Semaphore>,
     special: Option<Arc<dyn Special>>,
     pub counters: Arc<HttpCounters>,
+    miss: Option<Arc<dyn crate::Miss>>,
 }
 
 impl Shared {
@@ -162,7 +163,14 @@ impl Shared {
             body_budget,
             special,
             counters,
+            miss: None,
         })
+    }
+
+    /// Fetch-on-miss for files missing from a snapshot.
+    pub fn with_miss(mut self, miss: Option<Arc<dyn crate::Miss>>) -> Self {
+        self.miss = miss;
+        self
     }
 
     /// Names one level below `segments` that lead to mounts, when
@@ -298,6 +306,7 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
     } else {
         shared.sticky.get(client, index, Instant::now())
     };
+    let was_pinned = pinned.is_some();
     // Small files of the current snapshot, without the blocking pool.
     let cache = mount
         .cache
@@ -376,7 +385,13 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
         }
     };
     match found {
-        Lookup::NotFound => status(StatusCode::NOT_FOUND, head),
+        Lookup::NotFound => match shared.miss.as_ref().filter(|_| !trailing && !was_pinned) {
+            Some(miss) => {
+                let prefix = format!("/{}", mount.segments.join("/"));
+                miss_response(shared, req, miss, &prefix, rest, &decoded, head).await
+            }
+            None => status(StatusCode::NOT_FOUND, head),
+        },
         Lookup::Forbidden => status(StatusCode::FORBIDDEN, head),
         Lookup::DirRedirect => redirect(&decoded, req.uri().query(), head),
         Lookup::Dir(entries, truncated) => {
@@ -390,6 +405,48 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
             let v = Validators::from_metadata(&meta);
             file_response(shared, req, content, &v, &decoded, head)
         }
+    }
+}
+
+/// Fetch-on-miss: waits for the handler, then serves the verified file.
+async fn miss_response(
+    shared: &Shared,
+    req: &Request<Incoming>,
+    miss: &Arc<dyn crate::Miss>,
+    prefix: &str,
+    rest: &[String],
+    decoded: &Decoded,
+    head: bool,
+) -> Response<Body> {
+    use crate::MissError;
+    let path = match miss.fetch(prefix, rest).await {
+        Ok(p) => p,
+        Err(MissError::NotFound) => return status(StatusCode::NOT_FOUND, head),
+        Err(e) => {
+            HttpCounters::add(&shared.counters.misses, 1);
+            tracing::warn!("http: {}: fetch on miss: {e:?}", req.uri().path());
+            let code = match e {
+                MissError::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+                MissError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            return status(code, head);
+        }
+    };
+    HttpCounters::add(&shared.counters.misses, 1);
+    let opened = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        let meta = file.metadata()?;
+        Ok::<_, std::io::Error>((file, meta))
+    })
+    .await;
+    match opened {
+        Ok(Ok((file, meta))) if meta.is_file() => {
+            let v = Validators::from_metadata(&meta);
+            let content = Content::File(file, meta.len());
+            file_response(shared, req, content, &v, decoded, head)
+        }
+        _ => status(StatusCode::BAD_GATEWAY, head),
     }
 }
 

@@ -7,6 +7,7 @@
 //! on `peer_listen`'s port plus the channel's position in the config.
 
 mod leds;
+mod miss;
 mod sync;
 
 use std::path::Path;
@@ -85,6 +86,7 @@ pub async fn run_until(
 
     let mut mounts = Vec::new();
     let mut tasks = Vec::new();
+    let mut misses = Vec::new();
     for (i, ch) in config.channels.iter().enumerate() {
         let dir = data.join(&ch.name);
         let mount = ch.mount.clone().unwrap_or_else(|| format!("/{}", ch.name));
@@ -92,11 +94,13 @@ pub async fn run_until(
         // "Consistency for clients").
         let store_dir = std::fs::canonicalize(&data)?.join(&ch.name);
         mounts.push(serve::Mount::with_snapshots(
-            mount,
+            mount.clone(),
             store_dir.join("current"),
             store_dir.join("snapshots"),
         ));
-        let task = ChannelTask::new(&config, i, dir, board.clone(), dht.clone())?;
+        let miss = std::sync::Arc::new(miss::ChannelMiss::default());
+        misses.push((mount.clone(), std::sync::Arc::clone(&miss)));
+        let task = ChannelTask::new(&config, i, dir, board.clone(), dht.clone(), miss)?;
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move { task.run(stop).await }));
     }
@@ -109,7 +113,9 @@ pub async fn run_until(
     if let Some(tx) = http_bound {
         let _ = tx.send(bound);
     }
-    let server = serve::Server::new(mounts, serve::Config::default()).status(board.clone());
+    let server = serve::Server::new(mounts, serve::Config::default())
+        .status(board.clone())
+        .miss(std::sync::Arc::new(miss::Misses { channels: misses }));
     let mut http_stop = stop.clone();
     let http = tokio::spawn(async move {
         server

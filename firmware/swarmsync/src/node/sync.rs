@@ -30,7 +30,7 @@ use anyhow::{Context, Result, bail};
 use serve::status::StatusBoard;
 use store::{Entry, Store};
 use swarm::engine::{Control, Options, Target};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use torrent::metainfo::{File as TFile, Metainfo};
 
 use crate::config::Config;
@@ -62,6 +62,7 @@ pub struct ChannelTask {
     gossip_out: watch::Sender<Option<Arc<Vec<u8>>>>,
     heard_tx: mpsc::Sender<Vec<u8>>,
     heard_rx: Mutex<Option<mpsc::Receiver<Vec<u8>>>>,
+    miss: Arc<super::miss::ChannelMiss>,
 }
 
 /// What the running engine reports to the channel loop.
@@ -91,6 +92,7 @@ impl ChannelTask {
         dir: PathBuf,
         board: StatusBoard,
         dht: Option<Arc<swarm::dht::Dht>>,
+        miss: Arc<super::miss::ChannelMiss>,
     ) -> Result<Self> {
         let ch = &config.channels[idx];
         let root: channel::PublicKey = ch
@@ -134,6 +136,7 @@ impl ChannelTask {
             gossip_out: watch::channel(None).0,
             heard_tx,
             heard_rx: Mutex::new(Some(heard_rx)),
+            miss,
         })
     }
 
@@ -188,6 +191,7 @@ impl ChannelTask {
         let mut installed: Option<channel::Release> =
             current.and_then(|seq| this.load_release(seq));
         let mut newest_created = installed.as_ref().map(|r| r.created);
+        this.miss.set_serving(installed.as_ref().map(|r| r.seq));
         if let Some(r) = &installed {
             this.show_release(r, "synced");
         }
@@ -403,6 +407,7 @@ impl ChannelTask {
                             gc.objects_removed
                         );
                         let _ = std::fs::remove_file(self.node_dir().join("pending"));
+                        self.miss.set_serving(Some(seq));
                         self.prune_files(seq, previous);
                         self.show_release(&release, "synced");
                         self.status(|c| c.last_error = None);
@@ -529,12 +534,14 @@ impl ChannelTask {
                 size: f.length,
             })
             .collect();
-        let index_of: HashMap<String, usize> = files
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| !f.attr.pad)
-            .map(|(i, f)| (f.path.join("/"), i))
-            .collect();
+        let index_of: Arc<HashMap<String, usize>> = Arc::new(
+            files
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| !f.attr.pad)
+                .map(|(i, f)| (f.path.join("/"), i))
+                .collect(),
+        );
         // Phase 1: the repository metadata (everything without a subset).
         let first: BTreeSet<String> = match &self.subset {
             None => tree.iter().map(|f| f.path.clone()).collect(),
@@ -588,6 +595,16 @@ impl ChannelTask {
             .channels
             .get(self.idx)
             .map_or((0, 0), |c| (c.downloaded, c.uploaded));
+        // Fetch-on-miss goes through this run's control channel.
+        let (completed_tx, _) = broadcast::channel::<usize>(1024);
+        self.miss.set_engine(Some(super::miss::Engine {
+            seq: r.seq,
+            meta: Arc::clone(&meta),
+            index_of: Arc::clone(&index_of),
+            control: control_tx.clone(),
+            completed: completed_tx.clone(),
+            store: Arc::clone(&store),
+        }));
         let this = Arc::clone(self);
         let mut engine_stop = stop.clone();
         let engine_meta = Arc::clone(&meta);
@@ -654,6 +671,7 @@ impl ChannelTask {
             tokio::select! {
                 i = done_rx.recv() => match i {
                     Some(i) => {
+                        let _ = completed_tx.send(i);
                         done.insert(i);
                         let n = done.intersection(&need).count() as u64;
                         self.status(|c| c.files_done = n);
@@ -682,10 +700,11 @@ impl ChannelTask {
             let path = f.path.join("/");
             let entry = if let Some(t) = &f.symlink_target {
                 Entry::Symlink(relative_target(&f.path, t))
+            } else if f.length == 0 {
+                // Empty files cost nothing: always in the tree.
+                Entry::Empty
             } else if !selected.contains(&path) {
                 continue;
-            } else if f.length == 0 {
-                Entry::Empty
             } else {
                 let _ = i;
                 Entry::File(f.pieces_root.unwrap_or_default())
@@ -696,8 +715,19 @@ impl ChannelTask {
             seq: r.seq,
             entries,
         });
-        // Keep seeding until told to stop.
-        let _ = stop.wait_for(|s| *s).await;
+        // Keep seeding (and fetching on miss) until told to stop.
+        loop {
+            tokio::select! {
+                i = done_rx.recv() => match i {
+                    Some(i) => {
+                        let _ = completed_tx.send(i);
+                    }
+                    None => break,
+                },
+                () = crate::signals::stopped(&mut stop) => break,
+            }
+        }
+        self.miss.set_engine(None);
         let _ = engine.await;
         Ok(())
     }

@@ -1,6 +1,6 @@
-//! Release gossip (the `swarmsync_release` BEP 10 extension): a node that
-//! polls its feed only once an hour still switches to a new release within
-//! seconds, because a peer of the same swarm that polls often tells it.
+//! A node (`swarmsync run`) against an origin (`swarmsync publish`):
+//! release gossip between peers, and fetch-on-miss of files outside the
+//! subset.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -85,6 +85,9 @@ fn current_seq(state: &Path) -> u64 {
         .expect("seq")
 }
 
+/// Release gossip (the `swarmsync_release` BEP 10 extension): a node that
+/// polls its feed only once an hour still switches to a new release within
+/// seconds, because a peer of the same swarm that polls often tells it.
 #[test]
 fn a_node_learns_a_release_from_its_peer() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -165,4 +168,127 @@ fn a_node_learns_a_release_from_its_peer() {
     wait_seq(h2, second, Duration::from_secs(30), "node2 (gossip)", &logs);
     let log2 = std::fs::read_to_string(&l2).unwrap_or_default();
     assert!(log2.contains(&format!("new release {second}")), "{log2}");
+}
+
+fn http_get(port: u16, path: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(150)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    (code, raw[split + 4..].to_vec())
+}
+
+/// A file outside the node's subset is fetched when a client asks for it,
+/// verified, and served; one that is not in the snapshot is a plain 404.
+#[test]
+fn a_file_outside_the_subset_is_fetched_on_first_request() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let tree = d.join("tree");
+    std::fs::create_dir_all(tree.join("keep")).expect("mkdir");
+    std::fs::create_dir_all(tree.join("other")).expect("mkdir");
+    std::fs::write(tree.join("keep/a"), vec![1u8; 50_000]).expect("write");
+    let big: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(tree.join("other/big.iso"), &big).expect("write");
+    let key = d.join("k.key");
+    let out = run_within(
+        bin().args(["keygen", "--out"]).arg(&key),
+        Duration::from_secs(30),
+    )
+    .ok();
+    let public = out.stdout.trim().to_owned();
+    let (o_peer, o_http, peer, http) = (port(), port(), port(), port());
+    let origin_log = d.join("origin.log");
+    let _origin = spawn(
+        bin()
+            .args(["publish", "--channel", "c", "--piece-size", "16384"])
+            .arg("--key")
+            .arg(&key)
+            .arg("--tree")
+            .arg(&tree)
+            .arg("--state")
+            .arg(d.join("origin"))
+            .args(["--listen", &format!("127.0.0.1:{o_peer}")])
+            .args(["--http", &format!("127.0.0.1:{o_http}")]),
+        &origin_log,
+    );
+    let t0 = Instant::now();
+    while !d.join("origin/c/release").exists() && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let seq = current_seq(&d.join("origin"));
+    let config = d.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\ndata_dir = {:?}\npeer_listen = \"127.0.0.1:{peer}\"\nhttp_listen = \"127.0.0.1:{http}\"\npoll_interval = \"500ms\"\n\
+             [[channel]]\nname = \"c\"\npublic_key = \"{public}\"\nfeeds = [\"http://127.0.0.1:{o_http}/-/releases/c\"]\n\
+             [channel.subset]\nkind = \"paths\"\ninclude = [\"keep/**\"]\n\
+             [network]\nlsd = false\n[leds]\nbackend = \"none\"\nwatchdog = \"off\"\n",
+            d.join("node").display().to_string()
+        ),
+    )
+    .expect("config");
+    let log = d.join("node.log");
+    let node = spawn(bin().arg("run").arg("--config").arg(&config), &log);
+    wait_seq(
+        http,
+        seq,
+        Duration::from_secs(60),
+        "node",
+        &[&origin_log, &log],
+    );
+    // Only the subset is on disk.
+    let objects = |d: &Path| -> u64 { walk(&d.join("node/c/objects")) };
+    let before = objects(d);
+    assert!(
+        before < 100_000,
+        "{before} bytes of objects before the miss"
+    );
+    assert_eq!(http_get(http, "/c/keep/a"), (200, vec![1u8; 50_000]));
+    let (code, body) = http_get(http, "/c/other/big.iso");
+    assert_eq!(
+        code,
+        200,
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(body == big, "fetched bytes differ");
+    assert!(objects(d) >= before + 700_000);
+    assert_eq!(http_get(http, "/c/other/nothing").0, 404);
+    // The store is the node's while it runs.
+    drop(node);
+    run_within(
+        bin().args(["verify", "--state"]).arg(d.join("node/c")),
+        Duration::from_secs(60),
+    )
+    .ok();
+}
+
+/// Bytes of regular files under `dir`.
+fn walk(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => total += walk(&e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map_or(0, |m| m.len()),
+                _ => {}
+            }
+        }
+    }
+    total
 }
