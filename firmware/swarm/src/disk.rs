@@ -15,7 +15,7 @@ use torrent::bitfield::Bitfield;
 use torrent::picker::{BlockRef, PeerKey};
 
 use crate::storage::Storage;
-use crate::store_target::StoreTarget;
+use crate::store_target::{News, StoreTarget};
 
 /// Where the disk thread keeps the data.
 pub enum Backend {
@@ -62,6 +62,9 @@ pub enum Done {
     },
     /// Store target: a wanted file is now an object.
     Stored(usize),
+    /// Store target: these pieces are stored without being downloaded (a
+    /// file with the same content completed).
+    Had(std::ops::Range<u32>),
     Failed(String),
 }
 
@@ -111,7 +114,7 @@ fn store_job(
     job: Job,
     done: &mpsc::UnboundedSender<Done>,
 ) -> std::io::Result<()> {
-    let stored = match job {
+    let news = match job {
         Job::Write {
             piece,
             begin,
@@ -121,22 +124,25 @@ fn store_job(
             target.write(piece, begin, &data)?;
             match check {
                 Some(digests) => {
-                    let (ok, digests, stored) = target.check(piece, digests)?;
+                    let (ok, digests, news) = target.check(piece, digests)?;
                     let _ = done.send(Done::Checked { piece, ok, digests });
-                    stored
+                    news
                 }
-                None => Vec::new(),
+                None => News::default(),
             }
         }
         Job::Read { peer, block } => {
             let data = target.read(block.piece, block.begin, block.len).ok();
             let _ = done.send(Done::Read { peer, block, data });
-            Vec::new()
+            News::default()
         }
         Job::Resume(_) => target.flush()?,
         Job::Want { file, urgent } => target.want(file, urgent)?,
     };
-    for f in stored {
+    for range in news.had {
+        let _ = done.send(Done::Had(range));
+    }
+    for f in news.stored {
         let _ = done.send(Done::Stored(f));
     }
     Ok(())

@@ -302,7 +302,7 @@ pub async fn run(
         // Nothing is fetched unless wanted.
         session.set_priority(0..piece_count, 0);
         for f in 0..meta.info.files.len() {
-            if sel.is_wanted(f) {
+            if sel.fetches(f) {
                 session.set_priority(store_target::piece_range(&meta, f), 1);
             }
         }
@@ -659,6 +659,13 @@ pub async fn run(
                     session.piece_checked(piece, ok, &digests, Instant::now());
                 }
                 Done::Read { peer, block, data } => session.send_block(peer, block, data.as_deref()),
+                Done::Had(pieces) => {
+                    for p in pieces {
+                        if !session.picker().have().get(p) {
+                            session.piece_checked(p, true, &[], Instant::now());
+                        }
+                    }
+                }
                 Done::Stored(file) => {
                     if let Some(sel) = selection.as_mut()
                         && sel.stored(file)

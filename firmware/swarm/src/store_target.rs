@@ -63,6 +63,23 @@ const DATA: u8 = 32;
 /// so nothing unverified is ever written into it.
 const SHARED: u8 = 64;
 
+/// What the disk thread learned that the engine must hear.
+#[derive(Debug, Default)]
+pub struct News {
+    /// Wanted files now in `objects/`.
+    pub stored: Vec<usize>,
+    /// Pieces stored without being downloaded: the file has the same
+    /// content as one just completed.
+    pub had: Vec<std::ops::Range<u32>>,
+}
+
+impl News {
+    fn extend(&mut self, other: News) {
+        self.stored.extend(other.stored);
+        self.had.extend(other.had);
+    }
+}
+
 /// What opening found, for the engine.
 pub struct Opened {
     /// Pieces verified in the store: objects (wanted or not) and recorded
@@ -105,6 +122,9 @@ pub struct StoreTarget {
 /// bit per file for wanted and stored, a count of what is left.
 pub struct Selection {
     wanted: Bitfield,
+    /// Wanted, but the same content as an earlier wanted file: stored when
+    /// that one is, never fetched itself.
+    follower: Bitfield,
     done: Bitfield,
     data: Bitfield,
     left: usize,
@@ -135,6 +155,12 @@ impl Selection {
 
     pub fn is_wanted(&self, file: usize) -> bool {
         idx(file).is_some_and(|i| self.wanted.get(i))
+    }
+
+    /// Wanted, and its pieces are to be fetched (not a copy of another
+    /// wanted file).
+    pub fn fetches(&self, file: usize) -> bool {
+        idx(file).is_some_and(|i| self.wanted.get(i) && !self.follower.get(i))
     }
 
     /// Wanted files stored at start (reported on `completed`).
@@ -245,10 +271,13 @@ impl StoreTarget {
         let mut state = vec![0u8; info.files.len()];
         let mut remaining = vec![0u32; info.files.len()];
         let mut ready = Vec::new();
-        // Transient: first file of each root, to find shared content.
+        // Transient: first file of each root, to find shared content, and
+        // the roots of wanted files to fetch.
         let mut roots: HashMap<Sha256, usize> = HashMap::new();
+        let mut leaders: HashSet<Sha256> = HashSet::new();
         let mut sel = Selection {
             wanted: Bitfield::new(nfiles),
+            follower: Bitfield::new(nfiles),
             done: Bitfield::new(nfiles),
             data: Bitfield::new(nfiles),
             left: 0,
@@ -307,6 +336,9 @@ impl StoreTarget {
             }
             if want {
                 sel.left += 1;
+                if !leaders.insert(root) {
+                    sel.follower.set(bit);
+                }
             }
             remaining[i] = n;
             if partials.contains(&root) {
@@ -463,7 +495,7 @@ impl StoreTarget {
         &mut self,
         piece: u32,
         digests: bool,
-    ) -> std::io::Result<(bool, Vec<[u8; 32]>, Vec<usize>)> {
+    ) -> std::io::Result<(bool, Vec<[u8; 32]>, News)> {
         let buf = match self.pieces.remove(&piece) {
             Some(b) => {
                 self.buffered -= b.len();
@@ -472,7 +504,7 @@ impl StoreTarget {
             None if self.spilled.remove(&piece) => self.read_part(piece)?,
             None => Vec::new(),
         };
-        let mut completed = Vec::new();
+        let mut completed = News::default();
         let ok = match self.locate(piece) {
             None => false,
             Some((file, local)) => self.store_piece(piece, file, local, &buf, &mut completed)?,
@@ -491,7 +523,7 @@ impl StoreTarget {
         file: usize,
         local: u32,
         buf: &[u8],
-        completed: &mut Vec<usize>,
+        completed: &mut News,
     ) -> std::io::Result<bool> {
         let root = self.root(file)?;
         self.begin(file, root)?;
@@ -527,12 +559,12 @@ impl StoreTarget {
     }
 
     /// A file became wanted while running.
-    pub fn want(&mut self, file: usize, urgent: bool) -> std::io::Result<Vec<usize>> {
+    pub fn want(&mut self, file: usize, urgent: bool) -> std::io::Result<News> {
         let Some(st) = self.state.get_mut(file) else {
-            return Ok(Vec::new());
+            return Ok(News::default());
         };
         if *st & DATA == 0 {
-            return Ok(Vec::new());
+            return Ok(News::default());
         }
         *st |= WANTED;
         if urgent {
@@ -544,22 +576,23 @@ impl StoreTarget {
         if self.state[file] & (URGENT | READY) == URGENT | READY {
             return self.complete(&[file]);
         }
-        Ok(Vec::new())
+        Ok(News::default())
     }
 
     /// Makes verified pieces durable (what a restart trusts), then moves
     /// every file whose pieces are all verified into `objects/`. Returns
     /// the files completed.
-    pub fn flush(&mut self) -> std::io::Result<Vec<usize>> {
+    pub fn flush(&mut self) -> std::io::Result<News> {
         self.lock()?.flush().map_err(std::io::Error::other)?;
         self.unflushed.clear();
         let ready = std::mem::take(&mut self.ready);
         self.complete(&ready)
     }
 
-    fn complete(&mut self, files: &[usize]) -> std::io::Result<Vec<usize>> {
+    fn complete(&mut self, files: &[usize]) -> std::io::Result<News> {
+        let mut news = News::default();
         if files.is_empty() {
-            return Ok(Vec::new());
+            return Ok(news);
         }
         if !self.unflushed.is_empty() {
             // complete_file flushes only when its own file has pieces
@@ -567,7 +600,6 @@ impl StoreTarget {
             self.lock()?.flush().map_err(std::io::Error::other)?;
             self.unflushed.clear();
         }
-        let mut done = Vec::new();
         for &file in files {
             if self.state[file] & READY == 0 {
                 continue;
@@ -579,9 +611,41 @@ impl StoreTarget {
             self.state[file] = (self.state[file] & !READY) | DONE;
             self.open.remove(&(file, false));
             self.ready.retain(|f| *f != file);
-            done.push(file);
+            news.stored.push(file);
+            if self.state[file] & SHARED != 0 {
+                self.same_content_stored(file, root, &mut news);
+            }
         }
-        Ok(done)
+        Ok(news)
+    }
+
+    /// Every other file with `root`'s content is stored too: had from now
+    /// on, reported if wanted, its pieces in flight dropped.
+    fn same_content_stored(&mut self, file: usize, root: Sha256, news: &mut News) {
+        for j in 0..self.state.len() {
+            let st = self.state[j];
+            if j == file || st & (SHARED | DONE) != SHARED {
+                continue;
+            }
+            if self.meta.info.files[j].pieces_root != Some(root) {
+                continue;
+            }
+            self.state[j] = (st & !READY) | DONE;
+            self.ready.retain(|f| *f != j);
+            self.remaining[j] = 0;
+            let range = piece_range(&self.meta, j);
+            for p in range.clone() {
+                self.have.set(p);
+                if let Some(b) = self.pieces.remove(&p) {
+                    self.buffered -= b.len();
+                }
+                self.spilled.remove(&p);
+            }
+            news.had.push(range);
+            if st & WANTED != 0 {
+                news.stored.push(j);
+            }
+        }
     }
 
     /// Reads `len` bytes of verified piece `piece` from `begin`; padding
@@ -742,10 +806,10 @@ mod tests {
                 }
                 let (ok, _, done) = t.check(p, false).expect("check");
                 assert!(ok, "piece {p} of {}", f.display_path());
-                completed.extend(done);
+                completed.extend(done.stored);
             }
         }
-        completed.extend(t.flush().expect("flush"));
+        completed.extend(t.flush().expect("flush").stored);
         completed
     }
 

@@ -698,3 +698,49 @@ async fn v1_only_torrent_is_refused_with_a_clear_error() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_with_the_same_content_are_fetched_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let same = content(51, 200_000);
+    let mut tree = files(&[("d/other", 52, 60_000)]);
+    for p in ["d/a", "d/by-hash/x", "d/by-hash/y"] {
+        tree.insert(p.split('/').map(str::to_owned).collect(), same.clone());
+    }
+    let src = tmp.path().join("src");
+    let meta = release(&src, "t", &tree);
+    let seeder = Seeder::start(&meta, &src, 1, None).await;
+    let store = Arc::new(Mutex::new(
+        Store::open(tmp.path().join("data")).expect("open store"),
+    ));
+    let wanted = vec![true; meta.info.files.len()];
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let mut opts = store_opts(&store, wanted, &[seeder.addr], 2);
+    opts.completed = Some(done_tx);
+    let s = leech(&meta, opts).await;
+    assert!(s.complete, "{s:?}");
+    assert_eq!(s.completed_files, 4, "{s:?}");
+    let mut n = 0;
+    while done_rx.try_recv().is_ok() {
+        n += 1;
+    }
+    assert_eq!(n, 4, "every copy is reported");
+    let (lo, hi) = [200_000u64, 60_000]
+        .iter()
+        .map(|l| wire_bytes(*l))
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    assert!(
+        (lo..=hi + 4 * BLOCK).contains(&s.downloaded),
+        "downloaded {} for {lo}..{hi}: the copies were fetched too",
+        s.downloaded
+    );
+    for (path, bytes) in &tree {
+        let root = root_of(&meta, path).expect("root");
+        assert_eq!(
+            object(&store, &root).as_deref(),
+            Some(&bytes[..]),
+            "{path:?}"
+        );
+    }
+    seeder.stop().await;
+}
