@@ -115,7 +115,12 @@ fn status_endpoints() {
     assert_eq!(status.http.requests, 2, "the two requests before this one");
     assert_eq!(status.http.not_found, 1);
     assert_eq!(status.http.misses, 1);
-    assert_eq!(status.http.connections, 1, "this one");
+    // This one, and perhaps a closed one whose task has not ended yet.
+    assert!(
+        (1..=3).contains(&status.http.connections),
+        "{:?}",
+        status.http
+    );
     assert_eq!(status.http.connections_total, 3);
     assert!(status.http.bytes_sent > 100, "{:?}", status.http);
     assert!(status.node.time > 1_600_000_000);
