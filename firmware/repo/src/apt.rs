@@ -625,6 +625,7 @@ fn join(set: &BTreeSet<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     const RELEASE: &str = concat!(
         "Origin: Test\nSuite: stable\nCodename: bookworm\n",
@@ -777,5 +778,116 @@ Filename: pool/main/a/a_1_amd64.deb\nSize: 1234\n\n\n\npackage: b\r\nfilename: p
         ] {
             assert!(!wanted(no, &arches), "{no}");
         }
+    }
+
+    /// A synthetic repository under `prefix`: a Release, a plain Packages
+    /// index with `packages`, and the files the index names.
+    fn synthetic(prefix: &str, packages: &str) -> (Vec<crate::TreeFile>, HashMap<String, Vec<u8>>) {
+        let release = concat!(
+            "Suite: s\nComponents: main\nArchitectures: amd64\nSHA256:\n",
+            " 0000000000000000000000000000000000000000000000000000000000000000 1 main/binary-amd64/Packages\n",
+        );
+        let mut data = HashMap::new();
+        data.insert(
+            format!("{prefix}dists/s/Release"),
+            release.as_bytes().to_vec(),
+        );
+        data.insert(
+            format!("{prefix}dists/s/main/binary-amd64/Packages"),
+            packages.as_bytes().to_vec(),
+        );
+        for line in packages.lines() {
+            if let Some(f) = line.strip_prefix("Filename: ") {
+                data.insert(format!("{prefix}{f}"), b"deb".to_vec());
+            }
+        }
+        let files = data
+            .iter()
+            .map(|(p, d)| crate::TreeFile {
+                path: p.clone(),
+                size: d.len() as u64,
+            })
+            .collect();
+        (files, data)
+    }
+
+    fn subset(packages: &[&str]) -> crate::Subset {
+        crate::Subset::Apt {
+            suites: vec!["s".into()],
+            components: vec!["main".into()],
+            architectures: vec!["amd64".into()],
+            packages: packages.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn plan_of(
+        files: &[crate::TreeFile],
+        data: &HashMap<String, Vec<u8>>,
+        packages: &[&str],
+    ) -> Result<crate::Plan, Error> {
+        let mut read = |p: &str| data.get(p).cloned().ok_or_else(|| Error::read(p, "absent"));
+        crate::plan(&subset(packages), files, &mut read)
+    }
+
+    #[test]
+    fn repositories_below_a_prefix() {
+        let (files, data) = synthetic(
+            "mirror/debian/",
+            "Package: a\nFilename: pool/a.deb\n\nPackage: b\nFilename: pool/b.deb\n",
+        );
+        let p = plan_of(&files, &data, &["a"]).expect("plan");
+        let sel: Vec<&str> = p.selected.iter().map(String::as_str).collect();
+        assert_eq!(
+            sel,
+            [
+                "mirror/debian/dists/s/Release",
+                "mirror/debian/dists/s/main/binary-amd64/Packages",
+                "mirror/debian/pool/a.deb",
+            ]
+        );
+        assert_eq!((p.packages, p.metadata, p.skipped_files), (1, 2, 1));
+        // "debian" alone is not "dists/s" of another prefix.
+        let meta = crate::metadata_paths(&subset(&["*"]), &files);
+        assert_eq!(meta.len(), 2, "{meta:?}");
+    }
+
+    #[test]
+    fn hostile_and_broken_indexes() {
+        let (files, data) = synthetic("", "Package: a\nFilename: ../../etc/passwd\n");
+        let e = plan_of(&files, &data, &["*"]).expect_err("escape");
+        assert!(
+            e.to_string()
+                .starts_with("dists/s/main/binary-amd64/Packages:1: Filename"),
+            "{e}"
+        );
+        let (files, data) = synthetic("", "Package: a\nVersion: 1\n");
+        let e = plan_of(&files, &data, &["*"]).expect_err("no Filename");
+        assert!(e.to_string().contains("has no Filename"), "{e}");
+        // A package the snapshot lacks is counted, not invented.
+        let (mut files, data) = synthetic("", "Package: a\nFilename: pool/a.deb\n");
+        files.retain(|f| f.path != "pool/a.deb");
+        let p = plan_of(&files, &data, &["*"]).expect("plan");
+        assert_eq!((p.packages, p.missing), (0, 1));
+        assert!(
+            p.summary().contains("warning: 1 file named"),
+            "{}",
+            p.summary()
+        );
+        // The Release lists an index the snapshot does not have.
+        let (mut files, data) = synthetic("", "Package: a\nFilename: pool/a.deb\n");
+        files.retain(|f| !f.path.ends_with("/Packages"));
+        let e = plan_of(&files, &data, &["*"]).expect_err("index missing");
+        assert!(
+            e.to_string().contains("the snapshot has none of them"),
+            "{e}"
+        );
+        // The caller's read error comes through unchanged.
+        let (files, mut data) = synthetic("", "Package: a\nFilename: pool/a.deb\n");
+        data.remove("dists/s/main/binary-amd64/Packages");
+        let e = plan_of(&files, &data, &["*"]).expect_err("read");
+        assert_eq!(
+            e.to_string(),
+            "cannot read dists/s/main/binary-amd64/Packages: absent"
+        );
     }
 }

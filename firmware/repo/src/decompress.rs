@@ -245,7 +245,7 @@ mod tests {
     }
 
     fn text() -> Vec<u8> {
-        (0..20_000u32)
+        (0..3_000u32)
             .flat_map(|i| format!("Package: p{i}\n\n").into_bytes())
             .collect()
     }

@@ -605,4 +605,87 @@ mod tests {
         let e = primary(&doc).expect_err("too long");
         assert!(e.to_string().contains("longer than"), "{e}");
     }
+
+    fn synthetic() -> (
+        Vec<crate::TreeFile>,
+        std::collections::HashMap<String, Vec<u8>>,
+    ) {
+        let repomd = r#"<repomd><data type="primary"><location href="repodata/p-primary.xml"/></data>
+<data type="other"><location href="repodata/o-other.xml.gz"/></data></repomd>"#;
+        let primary = r#"<metadata>
+<package><name>a</name><arch>x86_64</arch><location href="Packages/a.rpm"/></package>
+<package><name>a</name><arch>aarch64</arch><location href="Packages/a.aarch64.rpm"/></package>
+<package><name>n</name><arch>noarch</arch><location href="Packages/n.rpm"/></package>
+<package><name>far</name><arch>noarch</arch><location xml:base="http://x/" href="far.rpm"/></package>
+</metadata>"#;
+        let mut data = std::collections::HashMap::new();
+        for prefix in ["fedora/41/x86_64/os/", "extras/"] {
+            data.insert(
+                format!("{prefix}repodata/repomd.xml"),
+                repomd.as_bytes().to_vec(),
+            );
+            data.insert(format!("{prefix}repodata/repomd.xml.asc"), b"sig".to_vec());
+            data.insert(
+                format!("{prefix}repodata/p-primary.xml"),
+                primary.as_bytes().to_vec(),
+            );
+            data.insert(format!("{prefix}repodata/o-other.xml.gz"), b"x".to_vec());
+            data.insert(
+                format!("{prefix}repodata/stale-primary.xml.gz"),
+                b"x".to_vec(),
+            );
+            for f in ["a.rpm", "a.aarch64.rpm", "n.rpm"] {
+                data.insert(format!("{prefix}Packages/{f}"), b"rpm".to_vec());
+            }
+        }
+        let files = data
+            .iter()
+            .map(|(p, d)| crate::TreeFile {
+                path: p.clone(),
+                size: d.len() as u64,
+            })
+            .collect();
+        (files, data)
+    }
+
+    #[test]
+    fn several_repositories_signatures_and_elsewhere_packages() {
+        let (files, data) = synthetic();
+        let subset = crate::Subset::Rpm {
+            architectures: vec!["x86_64".into()],
+            packages: vec!["*".into()],
+        };
+        let meta = crate::metadata_paths(&subset, &files);
+        // repomd.xml, .asc and both primary-named files, in each repository.
+        assert_eq!(meta.len(), 8, "{meta:#?}");
+        let mut read = |p: &str| data.get(p).cloned().ok_or_else(|| Error::read(p, "absent"));
+        let plan = crate::plan(&subset, &files, &mut read).expect("plan");
+        for prefix in ["fedora/41/x86_64/os/", "extras/"] {
+            for f in [
+                "repodata/repomd.xml",
+                "repodata/repomd.xml.asc",
+                "repodata/p-primary.xml",
+                "repodata/o-other.xml.gz",
+                "Packages/a.rpm",
+                "Packages/n.rpm",
+            ] {
+                assert!(
+                    plan.selected.contains(&format!("{prefix}{f}")),
+                    "{prefix}{f}"
+                );
+            }
+            // Not listed by repomd.xml, or another architecture.
+            assert!(
+                !plan
+                    .selected
+                    .contains(&format!("{prefix}repodata/stale-primary.xml.gz"))
+            );
+            assert!(
+                !plan
+                    .selected
+                    .contains(&format!("{prefix}Packages/a.aarch64.rpm"))
+            );
+        }
+        assert_eq!((plan.metadata, plan.packages, plan.missing), (8, 4, 2));
+    }
 }
