@@ -78,7 +78,7 @@ impl fmt::Display for Board {
 
 /// The file's text if it exists and is small, with the device tree's
 /// trailing NUL and whitespace removed.
-fn read_small(path: &Path) -> Option<String> {
+pub(crate) fn read_small(path: &Path) -> Option<String> {
     use std::io::Read;
     let file = std::fs::File::open(path).ok()?;
     let mut bytes = Vec::new();

@@ -9,6 +9,7 @@
 //! never stop the rest: a broken LED must not starve the watchdog, and a
 //! failed ping must not freeze the LEDs.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use health::{Event, Health, Pattern};
@@ -25,6 +26,8 @@ pub struct HealthDriver {
     watchdog: Option<Watchdog>,
     started: Instant,
     board: Board,
+    system_root: PathBuf,
+    link: Option<bool>,
 }
 
 impl std::fmt::Debug for HealthDriver {
@@ -53,6 +56,7 @@ impl HealthDriver {
         };
         let mut driver = HealthDriver::new(leds, watchdog);
         driver.board = board;
+        driver.system_root.clone_from(&config.system_root);
         Ok(driver)
     }
 
@@ -64,6 +68,8 @@ impl HealthDriver {
             watchdog,
             started: Instant::now(),
             board: Board::Generic,
+            system_root: PathBuf::from("/"),
+            link: None,
         }
     }
 
@@ -92,6 +98,19 @@ impl HealthDriver {
         self.health.handle(event);
         self.leds
             .show(&self.health.patterns(), self.health.now_ms())
+    }
+
+    /// Looks at the network link (see [`crate::net`]) below the config's
+    /// `system_root` and sends [`Event::LinkUp`] or [`Event::LinkDown`] when
+    /// it changed since the last call. Cheap (a few sysfs reads): call it
+    /// about once a second. Returns whether the link is up.
+    pub fn poll_link(&mut self) -> Result<bool, Error> {
+        let up = crate::net::link_up(&self.system_root);
+        if self.link != Some(up) {
+            self.link = Some(up);
+            self.event(if up { Event::LinkUp } else { Event::LinkDown })?;
+        }
+        Ok(up)
     }
 
     /// Advances to the current time: draws software patterns and pings the
@@ -199,6 +218,26 @@ mod tests {
         if !stalled {
             assert_eq!(std::fs::read(&path).expect("read"), b"\n\nV");
         }
+    }
+
+    #[test]
+    fn poll_link_sends_changes() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let config = config::Leds {
+            backend: config::Backend::None,
+            system_root: root.path().to_path_buf(),
+            ..config::Leds::default()
+        };
+        let mut driver = HealthDriver::open(&config).expect("open");
+        driver.event(Event::Booted).expect("event");
+        driver.event(Event::LinkUp).expect("event");
+        assert!(!driver.poll_link().expect("poll"));
+        assert_eq!(driver.health().pattern(health::Led::Usr1), Pattern::Off);
+        let eth0 = root.path().join("sys/class/net/eth0");
+        std::fs::create_dir_all(&eth0).expect("mkdir");
+        std::fs::write(eth0.join("operstate"), "up\n").expect("write");
+        assert!(driver.poll_link().expect("poll"));
+        assert_eq!(driver.health().pattern(health::Led::Usr1), health::NO_PEERS);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //!   device behind embedded-hal's `OutputPin` ([`gpio`], [`PinLeds`] blinks
 //!   in software), or none.
 //! - [`Watchdog`]: /dev/watchdog, pinged while the node is healthy.
+//! - [`net`]: whether there is a network link, for USR1.
 //! - [`HealthDriver`]: all of the above behind `event` and `tick`, for the
 //!   node daemon.
 //!
@@ -24,6 +25,7 @@ pub mod config;
 mod driver;
 pub mod gpio;
 mod led_class;
+pub mod net;
 mod soft;
 pub mod watchdog;
 
