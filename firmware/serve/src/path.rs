@@ -128,6 +128,48 @@ pub struct Resolved {
     pub root: PathBuf,
     /// The canonical target, under `root`.
     pub path: PathBuf,
+    /// The target's metadata, when the walk already has it (its last
+    /// segment was not a symlink), saving a `stat`.
+    pub meta: Option<std::fs::Metadata>,
+}
+
+/// The canonical form of a mount root, remembered between requests.
+///
+/// `canonicalize` of `<data>/current` walks every component from `/` (one
+/// `lstat` each, plus a `readlink` per symlink): most of the system calls of
+/// a small request. The canonical root only changes when a symlink on the
+/// way changes, and the one that does is the root itself (`current`,
+/// switched by rename), so the memo is keyed by the root's link target:
+/// one `readlink` per request, a full `canonicalize` only when the target
+/// differs. Snapshot directory names are never reused, so an unchanged
+/// target means an unchanged snapshot. (A symlink above the root that is
+/// changed while the server runs is not seen; mount roots are set once.)
+#[derive(Debug, Default)]
+pub struct RootMemo(std::sync::Mutex<Option<(Option<std::ffi::OsString>, PathBuf)>>);
+
+impl RootMemo {
+    /// `root` canonicalized. Blocking.
+    pub fn canonical(&self, root: &Path) -> std::io::Result<PathBuf> {
+        use std::sync::PoisonError;
+        let target = || std::fs::read_link(root).ok().map(PathBuf::into_os_string);
+        let before = target();
+        if let Some((t, canonical)) = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            && *t == before
+        {
+            return Ok(canonical.clone());
+        }
+        let canonical = std::fs::canonicalize(root)?;
+        // Remembered only if the link did not move meanwhile.
+        if target() == before {
+            *self.0.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some((before, canonical.clone()));
+        }
+        Ok(canonical)
+    }
 }
 
 /// Resolves `segments` under `root`, following symlinks only while they stay
@@ -144,6 +186,7 @@ pub fn resolve_in(root: PathBuf, segments: &[String]) -> std::io::Result<Option<
     // no symlinks at all. A symlink is followed by canonicalizing the path
     // so far, and the prefix check is repeated on the result.
     let mut path = root.clone();
+    let mut last = None;
     for (i, segment) in segments.iter().enumerate() {
         path.push(segment);
         let meta = match std::fs::symlink_metadata(&path) {
@@ -151,6 +194,7 @@ pub fn resolve_in(root: PathBuf, segments: &[String]) -> std::io::Result<Option<
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(e),
         };
+        last = None;
         if meta.file_type().is_symlink() {
             path = match std::fs::canonicalize(&path) {
                 Ok(path) => path,
@@ -163,9 +207,15 @@ pub fn resolve_in(root: PathBuf, segments: &[String]) -> std::io::Result<Option<
         } else if i + 1 < segments.len() && !meta.is_dir() {
             // A file used as a directory.
             return Ok(None);
+        } else {
+            last = Some(meta);
         }
     }
-    Ok(Some(Resolved { root, path }))
+    Ok(Some(Resolved {
+        root,
+        path,
+        meta: last,
+    }))
 }
 
 /// True when `path` (a child of a directory under `root`) resolves inside
@@ -344,6 +394,36 @@ mod tests {
             &std::fs::canonicalize(&root)?,
             &root.join("escape")
         ));
+        Ok(())
+    }
+
+    #[test]
+    fn root_memo_follows_the_link() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        for snap in ["1", "2"] {
+            std::fs::create_dir(dir.path().join(snap))?;
+        }
+        let current = dir.path().join("current");
+        std::os::unix::fs::symlink("1", &current)?;
+        let memo = RootMemo::default();
+        let base = std::fs::canonicalize(dir.path())?;
+        assert_eq!(memo.canonical(&current)?, base.join("1"));
+        assert_eq!(memo.canonical(&current)?, base.join("1"));
+        std::os::unix::fs::symlink("2", dir.path().join("tmp"))?;
+        std::fs::rename(dir.path().join("tmp"), &current)?;
+        assert_eq!(memo.canonical(&current)?, base.join("2"));
+        // A plain directory root.
+        let plain = RootMemo::default();
+        assert_eq!(plain.canonical(&dir.path().join("1"))?, base.join("1"));
+        let missing = RootMemo::default();
+        assert!(missing.canonical(&dir.path().join("missing")).is_err());
+        // Metadata comes with the walk unless the last step is a symlink.
+        std::fs::write(dir.path().join("2/f"), b"x")?;
+        std::os::unix::fs::symlink("f", dir.path().join("2/l"))?;
+        let f = resolve(&current, &["f".to_string()])?;
+        assert!(f.is_some_and(|r| r.meta.is_some_and(|m| m.len() == 1)));
+        let l = resolve(&current, &["l".to_string()])?;
+        assert!(l.is_some_and(|r| r.meta.is_none() && r.path.ends_with("2/f")));
         Ok(())
     }
 

@@ -37,6 +37,8 @@ struct Mounted {
     /// Small files of the current snapshot (mounts with a snapshots
     /// directory only).
     cache: Option<SmallFiles>,
+    /// The root's canonical form between requests.
+    root_memo: Arc<path::RootMemo>,
 }
 
 /// What every connection shares: mounts, settings, snapshot pins, the
@@ -148,6 +150,7 @@ impl Shared {
                     .as_ref()
                     .map(|_| SmallFiles::new(config.small_file_cache)),
                 snapshots: m.snapshots,
+                root_memo: Arc::default(),
             });
         }
         // Longest prefix first, so /debian/security wins over /debian.
@@ -328,9 +331,10 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
     let rest_owned = rest.to_vec();
     let snapshots = mount.snapshots.clone();
     let check_target = target.is_some();
+    let memo = mount.root_memo.clone();
     let found = tokio::task::spawn_blocking(move || {
         let rest = rest_owned;
-        let found = lookup(&root, pinned, &rest, trailing, !head)?;
+        let found = lookup(&root, &memo, pinned, &rest, trailing, !head)?;
         let found = match snapshots {
             Some(snapshots)
                 if matches!(found.0, Lookup::NotFound)
@@ -524,6 +528,7 @@ fn build_special(
 /// canonical root that answered.
 fn lookup(
     root: &std::path::Path,
+    memo: &path::RootMemo,
     pinned: Option<PathBuf>,
     rest: &[String],
     trailing: bool,
@@ -531,7 +536,9 @@ fn lookup(
 ) -> std::io::Result<(Lookup, Option<PathBuf>)> {
     let resolved = match pinned.filter(|p| p.is_dir()) {
         Some(pinned) => path::resolve_in(pinned, rest),
-        None => path::resolve(root, rest),
+        None => memo
+            .canonical(root)
+            .and_then(|root| path::resolve_in(root, rest)),
     };
     let resolved = match resolved {
         Ok(Some(r)) => r,
@@ -593,11 +600,14 @@ fn read_small(file: &std::fs::File, len: u64) -> std::io::Result<Bytes> {
 }
 
 fn lookup_resolved(
-    resolved: path::Resolved,
+    mut resolved: path::Resolved,
     trailing: bool,
     inline_body: bool,
 ) -> std::io::Result<Lookup> {
-    let meta = std::fs::metadata(&resolved.path)?;
+    let meta = match resolved.meta.take() {
+        Some(meta) => meta,
+        None => std::fs::metadata(&resolved.path)?,
+    };
     if meta.is_dir() {
         if !trailing {
             return Ok(Lookup::DirRedirect);
