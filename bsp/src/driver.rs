@@ -28,6 +28,9 @@ pub struct HealthDriver {
     board: Board,
     system_root: PathBuf,
     link: Option<bool>,
+    /// The last error returned, so a broken LED is reported once, not on
+    /// every tick (the log lives on the same eMMC the store does).
+    last_error: Option<String>,
 }
 
 impl std::fmt::Debug for HealthDriver {
@@ -70,6 +73,7 @@ impl HealthDriver {
             board: Board::Generic,
             system_root: PathBuf::from("/"),
             link: None,
+            last_error: None,
         }
     }
 
@@ -94,10 +98,15 @@ impl HealthDriver {
     }
 
     /// Takes in an event and shows its effect at once.
+    ///
+    /// Errors (here and from [`HealthDriver::tick`]) are for logging; the
+    /// same error repeated on every tick is returned once.
     pub fn event(&mut self, event: Event) -> Result<(), Error> {
         self.health.handle(event);
-        self.leds
-            .show(&self.health.patterns(), self.health.now_ms())
+        let shown = self
+            .leds
+            .show(&self.health.patterns(), self.health.now_ms());
+        self.report(shown)
     }
 
     /// Looks at the network link (see [`crate::net`]) below the config's
@@ -130,7 +139,26 @@ impl HealthDriver {
         let shown = self
             .leds
             .show(&self.health.patterns(), self.health.now_ms());
-        shown.and(ping)
+        self.report(shown.and(ping))
+    }
+
+    /// Passes an error on only when it differs from the last one; a success
+    /// in between re-arms it.
+    fn report(&mut self, result: Result<(), Error>) -> Result<(), Error> {
+        match result {
+            Ok(()) => {
+                self.last_error = None;
+                Ok(())
+            }
+            Err(err) => {
+                let text = err.to_string();
+                if self.last_error.as_deref() == Some(text.as_str()) {
+                    return Ok(());
+                }
+                self.last_error = Some(text);
+                Err(err)
+            }
+        }
     }
 
     /// `(LED name, pattern)` for every LED, e.g.
@@ -218,6 +246,34 @@ mod tests {
         if !stalled {
             assert_eq!(std::fs::read(&path).expect("read"), b"\n\nV");
         }
+    }
+
+    /// Fails every `show`.
+    struct Broken;
+
+    impl LedBackend for Broken {
+        fn kind(&self) -> &'static str {
+            "broken"
+        }
+        fn names(&self) -> Vec<String> {
+            vec!["led0".to_string()]
+        }
+        fn show(&mut self, _patterns: &[Pattern], _now_ms: u64) -> Result<(), Error> {
+            Err(Error::Pin {
+                led: "led0".to_string(),
+                message: "Other".to_string(),
+            })
+        }
+    }
+
+    #[test]
+    fn a_repeated_error_is_returned_once() {
+        let mut driver = HealthDriver::new(Box::new(Broken), None);
+        assert!(driver.event(Event::Booted).is_err());
+        for t in 1..10 {
+            assert!(driver.tick_at(t * 50).is_ok(), "same error again");
+        }
+        assert_eq!(driver.summary(), "offline", "health goes on regardless");
     }
 
     #[test]
