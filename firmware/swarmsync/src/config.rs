@@ -66,6 +66,9 @@ pub struct Network {
     pub lsd: bool,
     #[serde(default)]
     pub dht: bool,
+    /// "host:port" nodes the DHT joins through; empty: the public routers.
+    #[serde(default)]
+    pub dht_bootstrap: Vec<String>,
     #[serde(default)]
     pub trackers: Vec<String>,
     /// Static peers, "host:port".
@@ -82,6 +85,7 @@ impl Default for Network {
         Network {
             lsd: true,
             dht: false,
+            dht_bootstrap: Vec::new(),
             trackers: Vec::new(),
             peers: Vec::new(),
             upload_limit: None,
@@ -162,6 +166,11 @@ impl Config {
         for p in &c.network.peers {
             if !p.contains(':') {
                 bail!("[network] peers: {p:?} is not host:port");
+            }
+        }
+        for p in &c.network.dht_bootstrap {
+            if !p.contains(':') {
+                bail!("[network] dht_bootstrap: {p:?} is not host:port");
             }
         }
         for (what, v) in [
@@ -271,6 +280,7 @@ led_class_dir = "/sys/class/leds"
         assert!(err("feeds = [\"ftp://x\"]\n").contains("feeds"));
         assert!(err("colour = 1\n").contains("colour"));
         assert!(err("[network]\npeers = [\"nohost\"]\n").contains("peers"));
+        assert!(err("[network]\ndht_bootstrap = [\"nohost\"]\n").contains("dht_bootstrap"));
         let bad_key = Config::parse(
             "[node]\ndata_dir = \"/d\"\n[[channel]]\nname = \"c\"\npublic_key = \"zz\"\n",
         )
@@ -280,5 +290,11 @@ led_class_dir = "/sys/class/leds"
         assert_eq!(c.channels[0].mount.as_deref(), Some("/c"));
         assert!(c.network.lsd);
         assert!(!c.network.dht);
+        assert!(c.network.dht_bootstrap.is_empty());
+        let c = Config::parse(&format!(
+            "{base}[network]\ndht = true\ndht_bootstrap = [\"10.0.0.1:6881\"]\n"
+        ))
+        .expect("dht_bootstrap");
+        assert_eq!(c.network.dht_bootstrap, ["10.0.0.1:6881"]);
     }
 }

@@ -104,6 +104,8 @@ async fn demo(dir: &Path, args: &DemoArgs) -> Result<()> {
         force: false,
         v1_compatible: false,
         piece_size: Some(64 * 1024),
+        dht: false,
+        dht_bootstrap: Vec::new(),
     };
     let signer = Arc::new(channel::Signer::load(&key_path)?);
     let first = {

@@ -69,6 +69,9 @@ pub async fn run_until(
     // channels, on the peer port's UDP twin.
     let dht = if config.network.dht {
         let mut cfg = swarm::dht::Config::default();
+        if !config.network.dht_bootstrap.is_empty() {
+            cfg.bootstrap = config.network.dht_bootstrap.clone();
+        }
         if let std::net::SocketAddr::V4(a) = config.node.peer_listen {
             cfg.bind = a;
         }
@@ -192,4 +195,31 @@ pub fn free_space(dir: &Path) -> u64 {
         .and_then(|l| l.split_whitespace().nth(3))
         .and_then(|k| k.parse::<u64>().ok())
         .map_or(0, |k| k * 1024)
+}
+
+/// The signed releases the channel's DHT item holds (BEP 46, see
+/// `channel::dht`): one lookup under each key a release may be signed
+/// with. Items no newer than `installed` are no news and left out; the
+/// rest go through `channel::accept` like a feed's answer, since the
+/// item's own signature only says who put it.
+pub(crate) async fn dht_releases(
+    dht: &swarm::dht::Dht,
+    policy: &channel::Policy,
+    installed: Option<(u64, &[u8])>,
+) -> Vec<Vec<u8>> {
+    let salt = channel::dht::salt(&policy.channel);
+    let mut found = Vec::new();
+    for key in channel::dht::lookup_keys(policy, installed.map(|(_, b)| b)) {
+        match dht.get_mutable(key.0, salt).await {
+            Ok(Some((seq, value))) => {
+                let seq = u64::try_from(seq).unwrap_or(0);
+                if installed.is_none_or(|(s, _)| seq > s) && !found.contains(&value) {
+                    found.push(value);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!("channel {}: {e}", policy.channel),
+        }
+    }
+    found
 }

@@ -266,6 +266,17 @@ impl ChannelTask {
                         },
                     }
                 }
+                // The channel's DHT item (BEP 46), when DHT is on.
+                if let Some(dht) = &this.dht {
+                    let mine = installed_seq.and_then(|s| {
+                        let path = this.node_dir().join("releases").join(s.to_string());
+                        Some((s, std::fs::read(path).ok()?))
+                    });
+                    let mine = mine.as_ref().map(|(s, b)| (*s, b.as_slice()));
+                    for b in super::dht_releases(dht, &this.policy, mine).await {
+                        candidates.push(("the DHT".into(), b));
+                    }
+                }
             }
             for (url, bytes) in candidates {
                 // The release we already have or are syncing is no news.

@@ -96,6 +96,17 @@ pub struct PublishArgs {
     pub v1_compatible: bool,
     #[arg(long, value_name = "BYTES")]
     pub piece_size: Option<u64>,
+    /// Also publish the newest release in the BitTorrent DHT, as the
+    /// channel's signed mutable item (BEP 46; see docs/channels.md), and
+    /// find peers there. Off by default: it makes the origin a public UDP
+    /// DHT node on --listen's IPv4 address and port. The running origin
+    /// puts each release (also those of `--once` runs on the same --state).
+    #[arg(long)]
+    pub dht: bool,
+    /// Join the DHT through this node instead of the public routers
+    /// (repeatable; needs --dht).
+    #[arg(long = "dht-bootstrap", value_name = "HOST:PORT", requires = "dht")]
+    pub dht_bootstrap: Vec<String>,
 }
 
 /// What one publication did.

@@ -4,7 +4,17 @@
 //! The newest release is whatever `<state>/<channel>/release` holds, read
 //! again every two seconds, so a `publish --once` from cron in another
 //! process is picked up without a restart or a signal.
+//!
+//! With `--dht` the origin is also a DHT node, in server mode from the
+//! start: it is long-running and reachable, which is what the DHT needs of
+//! a server, and nodes of a private pool can then bootstrap through it.
+//! The newest release goes into the channel's mutable item (BEP 44 under
+//! the signing key, salt = channel, `channel::dht`) as soon as it is seen
+//! and again every 30 minutes, since DHT nodes forget items after about
+//! two hours; a put that no node accepted yet (still joining, nodes gone)
+//! is retried with backoff.
 
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +27,13 @@ use super::{ChannelDir, PublishArgs, Published, http::Feed, publish_once};
 /// How often the state is checked for a newer release and the tree for
 /// changes.
 const POLL: Duration = Duration::from_secs(2);
+
+/// How often the DHT item is put again while the release stays the same
+/// (BEP 44 nodes drop items after about two hours).
+const DHT_REFRESH: Duration = Duration::from_secs(30 * 60);
+/// First and longest wait before a failed put is tried again.
+const DHT_RETRY_FIRST: Duration = Duration::from_secs(2);
+const DHT_RETRY_MAX: Duration = Duration::from_secs(5 * 60);
 
 pub fn run(args: &PublishArgs) -> Result<ExitCode> {
     // Absolute paths: the HTTP mounts need them, and a relative --state
@@ -110,6 +127,23 @@ pub async fn serve(
             .await
     });
 
+    // --dht: one node for the item and the seeder's peer discovery.
+    let dht = if args.dht {
+        let dht = swarm::dht::Dht::start(dht_config(&args))
+            .await
+            .context("cannot start the DHT node (--dht)")?;
+        let dht = Arc::new(dht);
+        tokio::spawn(put_items(
+            Arc::clone(&dht),
+            cd.clone(),
+            Arc::clone(&signer),
+            stop_rx.clone(),
+        ));
+        Some(dht)
+    } else {
+        None
+    };
+
     // --watch: republish when the tree changed and then stayed still.
     if args.watch {
         let settle = super::settle(&args)?;
@@ -184,6 +218,7 @@ pub async fn serve(
         opts.trackers = args.trackers.clone();
         // Its own web seed is for nodes, not for itself.
         opts.use_torrent_sources = false;
+        opts.dht = dht.clone();
         let (cd2, signer2) = (cd.clone(), Arc::clone(&signer));
         let mut stop2 = stop.clone();
         let newer = async move {
@@ -216,5 +251,113 @@ pub async fn serve(
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(anyhow::anyhow!("HTTP server: {e}")),
         Err(e) => Err(anyhow::anyhow!("HTTP server stopped: {e}")),
+    }
+}
+
+/// The origin's DHT node: UDP on `--listen`'s IPv4 address and port (any
+/// address for an IPv6 `--listen`), a server from the start.
+fn dht_config(args: &PublishArgs) -> swarm::dht::Config {
+    let mut cfg = swarm::dht::Config::default();
+    if !args.dht_bootstrap.is_empty() {
+        cfg.bootstrap = args.dht_bootstrap.clone();
+    }
+    cfg.bind = match args.listen {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(a) => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, a.port()),
+    };
+    cfg.server_mode = true;
+    cfg
+}
+
+/// The newest release in the state, and its signed bytes.
+fn newest_signed(cd: &ChannelDir, signer: &channel::Signer) -> Option<(channel::Release, Vec<u8>)> {
+    let bytes = std::fs::read(cd.release()).ok()?;
+    let policy = channel::Policy {
+        root: signer.public(),
+        channel: cd.channel.clone(),
+    };
+    // Time 0: our own release, whatever the clock says.
+    let release = channel::accept(&bytes, &policy, None, 0).ok()?;
+    Some((release, bytes))
+}
+
+/// Keeps the newest release in the channel's DHT item until `stop`.
+async fn put_items(
+    dht: Arc<swarm::dht::Dht>,
+    cd: ChannelDir,
+    signer: Arc<channel::Signer>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let seed = signer.key().seed();
+    let salt = channel::dht::salt(&cd.channel).to_vec();
+    // The release being kept in the DHT, and when to put it next (None:
+    // not at all, it does not fit an item).
+    let mut current: Option<u64> = None;
+    let mut next: Option<tokio::time::Instant> = None;
+    let mut retry = DHT_RETRY_FIRST;
+    loop {
+        let (c2, s2) = (cd.clone(), Arc::clone(&signer));
+        let newest = tokio::task::spawn_blocking(move || newest_signed(&c2, &s2))
+            .await
+            .ok()
+            .flatten();
+        if let Some((release, bytes)) = newest {
+            let seq = release.seq;
+            if current != Some(seq) {
+                current = Some(seq);
+                retry = DHT_RETRY_FIRST;
+                next = Some(tokio::time::Instant::now());
+                if channel::dht::value(&bytes).is_none() {
+                    tracing::warn!(
+                        "{}: release {seq} is {} bytes, more than a DHT item holds ({}); it goes out by feed and gossip only",
+                        cd.channel,
+                        bytes.len(),
+                        channel::dht::MAX_VALUE
+                    );
+                    next = None;
+                }
+            }
+            if next.is_some_and(|t| t <= tokio::time::Instant::now()) {
+                let put = dht.put_mutable(seed, &salt, bytes, channel::dht::seq(&release));
+                let r = tokio::select! {
+                    r = put => r,
+                    () = crate::signals::stopped(&mut stop) => return,
+                };
+                let now = tokio::time::Instant::now();
+                match r {
+                    Ok(()) => {
+                        tracing::info!("{}: release {seq} put in the DHT", cd.channel);
+                        retry = DHT_RETRY_FIRST;
+                        next = Some(now + DHT_REFRESH);
+                    }
+                    Err(swarm::Error::Dht {
+                        problem: swarm::dht::Problem::Stale,
+                        ..
+                    }) => {
+                        tracing::warn!(
+                            "{}: the DHT holds a newer item than release {seq}; trying again in {} min",
+                            cd.channel,
+                            DHT_REFRESH.as_secs() / 60
+                        );
+                        next = Some(now + DHT_REFRESH);
+                    }
+                    Err(e) => {
+                        // Quiet while joining; loud once it lasts.
+                        if retry >= DHT_RETRY_MAX {
+                            tracing::warn!("{}: {e}; retrying in {retry:?}", cd.channel);
+                        } else {
+                            tracing::info!("{}: {e}; retrying in {retry:?}", cd.channel);
+                        }
+                        next = Some(now + retry);
+                        retry = (retry * 2).min(DHT_RETRY_MAX);
+                    }
+                }
+                continue;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            () = crate::signals::stopped(&mut stop) => return,
+        }
     }
 }

@@ -1,0 +1,206 @@
+//! The DHT release transport (BEP 46): an origin with `--dht` puts each
+//! release into the channel's mutable item, and a node whose feed is dead
+//! learns both releases from the DHT alone.
+//!
+//! Loopback only: the DHT is a few server nodes started in this process
+//! on 127.0.0.1 (the first with no bootstrap at all), and the origin and
+//! the node join through them, never through a public router.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use swarm::dht::{Config, Dht};
+
+use crate::common::run_within;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_swarmsync"))
+}
+
+fn port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("probe port")
+}
+
+/// Kills the child on drop.
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(cmd: &mut Command, log: &Path) -> Kill {
+    let f = std::fs::File::create(log).expect("log");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().expect("log"))
+        .stderr(f)
+        .spawn()
+        .expect("spawn swarmsync");
+    Kill(child)
+}
+
+/// A private DHT of `n` server nodes on 127.0.0.1, each joining through
+/// the first. The nodes run on their own threads; the runtime only
+/// started them, and is returned so it outlives them.
+fn testnet(n: usize) -> (tokio::runtime::Runtime, Vec<Dht>, Vec<String>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut nodes = Vec::new();
+    let mut addrs: Vec<String> = Vec::new();
+    for _ in 0..n {
+        let dht = rt
+            .block_on(Dht::start(Config {
+                bind: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+                bootstrap: addrs.first().cloned().into_iter().collect(),
+                server_mode: true,
+                ..Config::default()
+            }))
+            .expect("start a testnet node");
+        addrs.push(dht.local_addr().to_string());
+        nodes.push(dht);
+    }
+    (rt, nodes, addrs)
+}
+
+/// The served seq of the node's first channel, from /-/status.json.
+fn served_seq(http: u16) -> Option<u64> {
+    let mut s = TcpStream::connect(("127.0.0.1", http)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /-/status.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let json = body.split("\r\n\r\n").nth(1)?;
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let ch = v.get("channels")?.get(0)?;
+    if ch.get("state")?.as_str()? != "synced" {
+        return None;
+    }
+    ch.get("seq")?.as_u64()
+}
+
+fn wait_seq(http: u16, want: u64, until: Instant, what: &str, logs: &[&Path]) {
+    while Instant::now() < until {
+        if served_seq(http) == Some(want) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let logs: Vec<String> = logs
+        .iter()
+        .map(|l| std::fs::read_to_string(l).unwrap_or_default())
+        .collect();
+    panic!(
+        "{what}: release {want} not served in time\n{}",
+        logs.join("\n----\n")
+    );
+}
+
+fn current_seq(state: &Path) -> u64 {
+    let link = std::fs::read_link(state.join("c").join("current")).expect("origin current");
+    link.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse().ok())
+        .expect("seq")
+}
+
+#[test]
+fn a_node_with_a_dead_feed_follows_the_dht_item() {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let tree = d.join("tree");
+    std::fs::create_dir_all(tree.join("pool")).expect("mkdir");
+    std::fs::write(tree.join("pool/a.deb"), vec![7u8; 100_000]).expect("write");
+    std::fs::write(tree.join("Release"), b"one\n").expect("write");
+    let key = d.join("k.key");
+    let out = run_within(
+        bin().args(["keygen", "--out"]).arg(&key),
+        Duration::from_secs(30),
+    )
+    .ok();
+    let public = out.stdout.trim().to_owned();
+
+    let (_rt, _net, dht_nodes) = testnet(4);
+    let (o_peer, o_http) = (port(), port());
+    let publish = |once: bool| {
+        let mut c = bin();
+        c.args([
+            "publish",
+            "--channel",
+            "c",
+            "--expires",
+            "1d",
+            "--piece-size",
+            "16384",
+        ])
+        .arg("--key")
+        .arg(&key)
+        .arg("--tree")
+        .arg(&tree)
+        .arg("--state")
+        .arg(d.join("origin"))
+        .args(["--listen", &format!("127.0.0.1:{o_peer}")])
+        .args(["--http", &format!("127.0.0.1:{o_http}")]);
+        if once {
+            c.arg("--once");
+        } else {
+            c.args(["--dht", "--dht-bootstrap", &dht_nodes[0]]);
+        }
+        c
+    };
+    let origin_log = d.join("origin.log");
+    let _origin = spawn(&mut publish(false), &origin_log);
+    let t0 = Instant::now();
+    while !d.join("origin/c/release").exists() && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let first = current_seq(&d.join("origin"));
+
+    // The feed is a closed port: only the DHT can tell the node.
+    let dead_feed = format!("http://127.0.0.1:{}/-/releases/c", port());
+    let (peer, http) = (port(), port());
+    let bootstrap: Vec<String> = dht_nodes.iter().map(|a| format!("{a:?}")).collect();
+    let config = d.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\ndata_dir = {:?}\npeer_listen = \"127.0.0.1:{peer}\"\nhttp_listen = \"127.0.0.1:{http}\"\npoll_interval = \"1s\"\n\
+             [[channel]]\nname = \"c\"\npublic_key = \"{public}\"\nfeeds = [\"{dead_feed}\"]\n\
+             [network]\nlsd = false\ndht = true\ndht_bootstrap = [{}]\n[leds]\nbackend = \"none\"\nwatchdog = \"off\"\n",
+            d.join("node").display().to_string(),
+            bootstrap.join(", ")
+        ),
+    )
+    .expect("config");
+    let node_log = d.join("node.log");
+    let _node = spawn(bin().arg("run").arg("--config").arg(&config), &node_log);
+    let logs = [origin_log.as_path(), node_log.as_path()];
+    wait_seq(http, first, deadline, "node (first release)", &logs);
+
+    // A cron-style publication; the running origin puts it in the DHT.
+    std::fs::write(tree.join("Release"), b"two\n").expect("write");
+    run_within(&mut publish(true), Duration::from_secs(30)).ok();
+    let second = current_seq(&d.join("origin"));
+    assert!(second > first);
+    wait_seq(http, second, deadline, "node (second release)", &logs);
+
+    let origin = std::fs::read_to_string(&origin_log).unwrap_or_default();
+    assert!(
+        origin.contains(&format!("release {second} put in the DHT")),
+        "{origin}"
+    );
+    let node = std::fs::read_to_string(&node_log).unwrap_or_default();
+    assert!(node.contains(&format!("new release {second}")), "{node}");
+}
