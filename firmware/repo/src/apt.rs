@@ -2,17 +2,25 @@
 //! subset built from them.
 //!
 //! Which files a subset keeps is what apt-get asks for, checked against the
-//! real apt in tests/fixtures/apt.rs rather than guessed: the suite's InRelease,
-//! Release and Release.gpg; for each selected component the files the
-//! Release lists under `binary-<arch>/` for the selected architectures and
-//! `binary-all/` (every compression, since which one apt picks depends on
-//! its version and configuration), `i18n/Index` and `Translation-en` (apt
-//! always wants English; other languages are fetched on first request),
-//! `cnf/Commands-<arch>` (command-not-found), and the `by-hash/` copy of
-//! each of those under every hash the Release gives, since apt asks only
-//! for by-hash paths when the Release says `Acquire-By-Hash: yes`. Contents
-//! and DEP-11 (AppStream) files are large and wanted only with apt-file or
-//! a software centre; they are left to fetch-on-miss.
+//! real apt in tests/fixtures/apt.rs rather than guessed: the suite's
+//! InRelease, Release and Release.gpg; for each selected component the
+//! files the Release lists under `binary-<arch>/` for the selected
+//! architectures and `binary-all/` (every compression, since which one apt
+//! picks depends on its version and configuration), every `i18n/`
+//! translation, `cnf/Commands-<arch>` (command-not-found), `dep11/`
+//! (AppStream: `Components-<arch>`, `CID-Index-<arch>` and the icon
+//! tarballs, which apt fetches when appstream is installed), and the
+//! `by-hash/` copy of each of those under every hash the Release gives,
+//! since apt asks only for by-hash paths when the Release says
+//! `Acquire-By-Hash: yes`.
+//!
+//! All translations, not just English: apt asks for the languages of the
+//! client's locale, and a translation the Release lists but the node cannot
+//! serve (offline, not fetched) is an `E:` and a non-zero exit of
+//! `apt-get update`, not a silent fallback (measured with apt 2.6). The
+//! same holds for `Contents-<arch>`, which apt-get update asks for only
+//! with apt-file installed; those are tens of MB per architecture, so they
+//! are left to fetch-on-miss.
 //!
 //! Of the `Packages` indexes, the gzip one is parsed when present: it
 //! decodes with a 32 KiB window, where xz and zstd need megabytes, which
@@ -419,13 +427,26 @@ fn wanted(rest: &str, arches: &BTreeSet<&str>) -> bool {
         return r.contains('/') && (arch == "all" || arches.contains(arch));
     }
     if let Some(r) = rest.strip_prefix("i18n/") {
-        return r == "Index" || stem(r) == "Translation-en";
+        return !r.contains('/');
     }
     if let Some(r) = rest.strip_prefix("cnf/") {
         let s = stem(r);
         return s
             .strip_prefix("Commands-")
             .is_some_and(|a| a == "all" || arches.contains(a));
+    }
+    if let Some(r) = rest.strip_prefix("dep11/") {
+        if r.contains('/') {
+            return false;
+        }
+        if r.starts_with("icons-") {
+            return true;
+        }
+        let arch = r
+            .strip_prefix("Components-")
+            .or_else(|| r.strip_prefix("CID-Index-"))
+            .and_then(|a| a.split('.').next());
+        return arch.is_some_and(|a| a == "all" || arches.contains(a));
     }
     false
 }
@@ -762,18 +783,23 @@ Filename: pool/main/a/a_1_amd64.deb\nSize: 1234\n\n\n\npackage: b\r\nfilename: p
             "binary-all/Packages",
             "i18n/Translation-en.bz2",
             "i18n/Translation-en",
+            "i18n/Translation-de.bz2",
             "i18n/Index",
             "cnf/Commands-amd64.xz",
+            "dep11/Components-amd64.yml.gz",
+            "dep11/CID-Index-amd64.json.gz",
+            "dep11/icons-64x64@2.tar.gz",
         ] {
             assert!(wanted(yes, &arches), "{yes}");
         }
         for no in [
             "binary-arm64/Packages.xz",
             "binary-amd64",
-            "i18n/Translation-de.bz2",
             "source/Sources.xz",
             "Contents-amd64.gz",
-            "dep11/Components-amd64.yml.gz",
+            "Contents-udeb-amd64.gz",
+            "dep11/Components-arm64.yml.gz",
+            "dep11/sub/icons-1.tar.gz",
             "cnf/Commands-arm64.xz",
         ] {
             assert!(!wanted(no, &arches), "{no}");
