@@ -361,3 +361,57 @@ async fn put_items(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        publish: PublishArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<PublishArgs, clap::Error> {
+        let base = [
+            "t",
+            "--key",
+            "k",
+            "--channel",
+            "c",
+            "--tree",
+            "t",
+            "--state",
+            "s",
+        ];
+        Cli::try_parse_from(base.iter().chain(extra)).map(|c| c.publish)
+    }
+
+    #[test]
+    fn the_dht_is_off_unless_asked_and_binds_the_peer_address() {
+        let a = parse(&[]).expect("defaults");
+        assert!(!a.dht);
+        assert!(parse(&["--dht-bootstrap", "10.0.0.1:6881"]).is_err());
+
+        let a = parse(&["--dht", "--listen", "127.0.0.1:7000"]).expect("--dht");
+        let cfg = dht_config(&a);
+        assert_eq!(cfg.bind, "127.0.0.1:7000".parse().expect("addr"));
+        assert!(cfg.server_mode);
+        assert_eq!(cfg.bootstrap, swarm::dht::Config::default().bootstrap);
+
+        let a = parse(&[
+            "--dht",
+            "--listen",
+            "[::]:7001",
+            "--dht-bootstrap",
+            "10.0.0.1:6881",
+            "--dht-bootstrap",
+            "10.0.0.2:6881",
+        ])
+        .expect("--dht-bootstrap");
+        let cfg = dht_config(&a);
+        assert_eq!(cfg.bind, "0.0.0.0:7001".parse().expect("addr"));
+        assert_eq!(cfg.bootstrap, ["10.0.0.1:6881", "10.0.0.2:6881"]);
+    }
+}
