@@ -1,5 +1,6 @@
 //! End-to-end tests: one test binary, one module per area.
 mod common;
+mod dht_release;
 mod keygen;
 mod libtorrent;
 mod status;
