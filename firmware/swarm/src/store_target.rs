@@ -570,6 +570,14 @@ impl StoreTarget {
         if urgent {
             *st |= URGENT;
         }
+        if *st & DONE != 0 {
+            // Stored while unwanted, as a copy of a file with the same
+            // content (by-hash): the engine learns it only now.
+            return Ok(News {
+                stored: vec![file],
+                had: Vec::new(),
+            });
+        }
         if self.remaining[file] == 0 {
             self.mark_ready(file);
         }
