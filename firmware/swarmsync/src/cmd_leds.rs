@@ -38,8 +38,9 @@ pub enum LedsCommand {
 pub struct WatchdogArgs {
     #[command(flatten)]
     config: ConfigArg,
-    /// How long to keep pinging.
-    #[arg(long, value_name = "S", default_value_t = 10)]
+    /// How long to keep pinging, in seconds (at most a day).
+    #[arg(long, value_name = "S", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(..=86_400))]
     seconds: u64,
 }
 
@@ -56,8 +57,9 @@ pub struct ConfigArg {
 pub struct TestArgs {
     #[command(flatten)]
     config: ConfigArg,
-    /// How long each step is shown, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 2500)]
+    /// How long each step is shown, in milliseconds (at most an hour).
+    #[arg(long, value_name = "MS", default_value_t = 2500,
+          value_parser = clap::value_parser!(u64).range(..=3_600_000))]
     step_ms: u64,
 }
 
