@@ -134,8 +134,8 @@ fn test(config: &Leds, step: Duration, out: &mut impl Write) -> Result<()> {
 fn walk(leds: &mut dyn LedBackend, step: Duration, out: &mut impl Write) -> Result<()> {
     let start = Instant::now();
     let names = leds.names();
-    for (i, name) in names.iter().enumerate() {
-        let led = Led::ALL[i];
+    // At most four LEDs are driven (the config is validated); zip, not index.
+    for (name, led) in names.iter().zip(Led::ALL) {
         writeln!(
             out,
             "{} ({name}, {}): on, the others off",
@@ -144,7 +144,7 @@ fn walk(leds: &mut dyn LedBackend, step: Duration, out: &mut impl Write) -> Resu
         )?;
         out.flush()?;
         let mut patterns = [Pattern::Off; health::LED_COUNT];
-        patterns[i] = Pattern::On;
+        patterns[led.index()] = Pattern::On;
         hold(leds, &patterns, start, step)?;
     }
     for (pattern, meaning) in WALK {
