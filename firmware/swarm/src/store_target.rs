@@ -20,15 +20,20 @@
 //!   [`MAX_BUFFERED`]: past it, new pieces are written unverified into their
 //!   `.part` and read back whole for the check (safe: the store trusts only
 //!   pieces it recorded, and rewrites these with the same bytes);
-//! - a file is begun (its `.part` created) only when its first piece
+//! - a file is begun (its `.part` created) only when its first data
 //!   arrives: unwanted files never appear in `partial/`;
 //! - a file is completed (renamed into `objects/`) at the next flush after
 //!   its last piece verified, at once if it is urgent;
+//! - files with the same content (an apt `by-hash/` copy of an index) are
+//!   one object: only the first wanted one is fetched, the copies are had
+//!   and reported when it completes;
 //! - uploads read objects, or `.part` files for verified pieces only (a
 //!   piece still buffered in the store is flushed before it is read).
 //!
-//! Memory per file: one state byte and one piece counter (20,000 files:
-//! about 100 KiB); the file list itself stays in the caller's metainfo.
+//! Memory per file: one state byte, one piece counter and three bits on
+//! the engine's side (20,000 files: about 110 KiB); the file list itself
+//! stays in the caller's metainfo. Opening also holds, briefly, a map of
+//! the pieces roots (about 1.5 MiB for 20,000 files).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
