@@ -110,10 +110,11 @@ pub async fn serve(
         super::base_url(&args),
         args.channel
     );
-    let mount = serve::Mount::new(
-        format!("/{}", args.channel),
-        cd.current().join(&args.channel),
-    );
+    // Rooted at the `current` symlink itself (so `/<channel>/…` is
+    // `current/<channel>/…`): the server re-resolves its root only when the
+    // root is the link that moves; a root below it would keep serving the
+    // first tree after a republish, under the newer release's torrent.
+    let mount = serve::Mount::new("/", cd.current());
     let server =
         serve::Server::new(vec![mount], serve::Config::default()).special(Arc::new(Feed {
             channel: cd.clone(),
