@@ -6,4 +6,6 @@ mod libtorrent;
 mod status;
 mod store_crash;
 mod swarm;
+mod sync_apt;
+mod sync_rpm;
 mod v2_hashes;
