@@ -17,8 +17,10 @@ use std::path::{Path, PathBuf};
 /// Hash directories apt uses under `by-hash/`.
 const ALGORITHMS: [&str; 4] = ["SHA256", "SHA512", "MD5Sum", "SHA1"];
 
-/// Most snapshots looked at for one request.
-pub const MAX_SNAPSHOTS: usize = 64;
+/// Most snapshots looked at for one request: a store keeps a few, and a
+/// by-hash 404 (any client can ask for random digests) costs one walk per
+/// snapshot looked at.
+pub const MAX_SNAPSHOTS: usize = 16;
 
 /// True when `rest` ends in `by-hash/<ALGO>/<hex digest>`.
 pub fn is_by_hash(rest: &[String]) -> bool {
