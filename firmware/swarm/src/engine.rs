@@ -325,6 +325,11 @@ pub async fn run(
             path: "disk thread".into(),
             reason: e.to_string(),
         })?;
+    if selection.is_some() {
+        // Files whose pieces were all recorded before a crash cut their
+        // completion short: complete them now, not at some later flush.
+        let _ = job_tx.send(Job::Resume(Bitfield::new(0))).await;
+    }
 
     let (in_tx, mut in_rx) = mpsc::channel::<Input>(256);
     let (conn_tx, mut conn_rx) = mpsc::channel::<ConnEvent>(256);
@@ -578,6 +583,9 @@ pub async fn run(
                                     let pieces = store_target::piece_range(&meta, file);
                                     session.set_priority(pieces, prio);
                                     changed = true;
+                                    // Maybe all its pieces are recorded
+                                    // already: the next flush completes it.
+                                    resume_dirty = true;
                                     if job_tx.send(Job::Want { file, urgent }).await.is_err() {
                                         fatal = Some("disk thread stopped".into());
                                     }

@@ -744,3 +744,79 @@ async fn files_with_the_same_content_are_fetched_once() {
     }
     seeder.stop().await;
 }
+
+/// Records every piece of `path` in the store, as a run cut off between
+/// its last flush and `complete_file` leaves it.
+fn record_all_pieces(store: &Arc<Mutex<Store>>, meta: &Metainfo, path: &[String], bytes: &[u8]) {
+    let root = root_of(meta, path).expect("root");
+    let mut s = store.lock().expect("lock");
+    s.begin_file(store::FileSpec {
+        root,
+        length: bytes.len() as u64,
+        piece_len: PIECE,
+        piece_layer: meta.piece_layers.get(&root).cloned().unwrap_or_default(),
+    })
+    .expect("begin");
+    for (i, piece) in (0u32..).zip(bytes.chunks(PIECE as usize)) {
+        s.write_piece(&root, i, piece).expect("write piece");
+    }
+    s.flush().expect("flush");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_recorded_but_not_completed_complete_without_peers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tree = files(&[("r/a", 71, 150_000), ("r/b", 72, 40_000)]);
+    let meta = release(&tmp.path().join("src"), "t", &tree);
+    let idx = index_of(&meta);
+    let store = Arc::new(Mutex::new(
+        Store::open(tmp.path().join("data")).expect("open store"),
+    ));
+    for (path, bytes) in &tree {
+        record_all_pieces(&store, &meta, path, bytes);
+    }
+    let a = vec!["r".to_owned(), "a".to_owned()];
+    let b = vec!["r".to_owned(), "b".to_owned()];
+
+    // Wanted from the start: completed at once, nothing downloaded.
+    let mut wanted = vec![false; meta.info.files.len()];
+    wanted[idx[&a]] = true;
+    let s = leech(&meta, store_opts(&store, wanted, &[], 1)).await;
+    assert!(s.complete && s.downloaded == 0, "{s:?}");
+    assert_eq!(s.completed_files, 1);
+    let root = root_of(&meta, &a).expect("root");
+    assert_eq!(object(&store, &root).as_deref(), Some(&tree[&a][..]));
+
+    // Wanted while running: completed at the next flush.
+    let (ctl_tx, ctl_rx) = mpsc::channel(8);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let mut opts = store_opts(&store, Vec::new(), &[], 2);
+    opts.control = Some(ctl_rx);
+    opts.completed = Some(done_tx);
+    opts.seed = true;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(engine::run(
+        Arc::clone(&meta),
+        opts,
+        async move {
+            let _ = stopped.await;
+        },
+        |_| {},
+    ));
+    ctl_tx
+        .send(Control::Want {
+            file: idx[&b],
+            urgent: false,
+        })
+        .await
+        .expect("control");
+    let got = tokio::time::timeout(Duration::from_secs(10), done_rx.recv())
+        .await
+        .expect("completed at the next flush");
+    assert_eq!(got, Some(idx[&b]));
+    let _ = stop.send(());
+    let s = task.await.expect("task").expect("run");
+    assert_eq!((s.completed_files, s.downloaded), (1, 0), "{s:?}");
+    let root = root_of(&meta, &b).expect("root");
+    assert_eq!(object(&store, &root).as_deref(), Some(&tree[&b][..]));
+}
