@@ -6,6 +6,8 @@ mod libtorrent;
 mod status;
 mod store_crash;
 mod swarm;
+mod sync_attacks;
+mod sync_crash;
 mod sync_apt;
 mod sync_rpm;
 mod v2_hashes;

@@ -2,7 +2,7 @@
 """A misbehaving BitTorrent peer for swarmsync's swarm tests (raw BEP 3 over
 TCP on 127.0.0.1; no libtorrent).
 
-  badpeer.py MODE --pieces N [--timeout S]
+  badpeer.py MODE --pieces N [--timeout S] [--interval S]
 
 It listens on 127.0.0.1 (an ephemeral port, printed as `port: N`), and for
 every connection: reads the other side's handshake, answers with the same
@@ -12,9 +12,13 @@ and unchokes. Then, by MODE:
   corrupt      answers every request with random bytes of the asked length
   oversized    announces a 256 MiB message and sends 64 KiB of it
   badbitfield  (instead of the right bitfield) sends one 3 bytes too long
+  trickle      answers the first request with a piece message sent one byte
+               every --interval seconds, forever (a peer that holds a
+               block hostage); reads nothing else meanwhile
 
 Event lines on stdout, flushed as they happen: `connected ADDR`,
-`served INDEX BEGIN LENGTH`, `closed ADDR REASON`. It ends at stdin EOF or
+`served INDEX BEGIN LENGTH`, `trickling INDEX BEGIN LENGTH`,
+`closed ADDR REASON`. It ends at stdin EOF or
 after --timeout seconds.
 """
 
@@ -51,7 +55,18 @@ def msg(mid, payload=b""):
     return struct.pack(">IB", 1 + len(payload), mid) + payload
 
 
-def serve(conn, peer, mode, pieces):
+def trickle(conn, body, interval):
+    """Sends `body` one byte at a time until the other side hangs up."""
+    for b in body:
+        time.sleep(interval)
+        conn.sendall(bytes([b]))
+    # The whole block went out (only with a tiny block): hold on.
+    while True:
+        time.sleep(interval)
+        conn.sendall(struct.pack(">I", 0))  # keep-alives
+
+
+def serve(conn, peer, mode, pieces, interval):
     who = "%s:%d" % peer[:2]
     say("connected %s" % who)
     try:
@@ -83,6 +98,12 @@ def serve(conn, peer, mode, pieces):
                     raise ValueError("request of %d bytes" % length)
                 conn.sendall(msg(7, struct.pack(">II", index, begin) + os.urandom(length)))
                 say("served %d %d %d" % (index, begin, length))
+            if body[0] == 6 and n == 13 and mode == "trickle":
+                index, begin, length = struct.unpack(">III", body[1:13])
+                if length > 1 << 17:
+                    raise ValueError("request of %d bytes" % length)
+                say("trickling %d %d %d" % (index, begin, length))
+                trickle(conn, msg(7, struct.pack(">II", index, begin) + os.urandom(length)), interval)
     except Exception as e:  # every way a connection ends is an event, not a crash
         say("closed %s %s" % (who, str(e).replace("\n", " ") or type(e).__name__))
     finally:
@@ -91,9 +112,10 @@ def serve(conn, peer, mode, pieces):
 
 def main():
     p = argparse.ArgumentParser(prog="badpeer.py")
-    p.add_argument("mode", choices=["corrupt", "oversized", "badbitfield"])
+    p.add_argument("mode", choices=["corrupt", "oversized", "badbitfield", "trickle"])
     p.add_argument("--pieces", type=int, required=True)
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--interval", type=float, default=0.5)
     a = p.parse_args()
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -107,7 +129,7 @@ def main():
             break
         if srv in r:
             conn, peer = srv.accept()
-            threading.Thread(target=serve, args=(conn, peer, a.mode, a.pieces), daemon=True).start()
+            threading.Thread(target=serve, args=(conn, peer, a.mode, a.pieces, a.interval), daemon=True).start()
     os._exit(0)
 
 
