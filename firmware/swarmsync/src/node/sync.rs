@@ -401,9 +401,11 @@ impl ChannelTask {
                 }
                 let previous = installed.as_ref().map(|r| r.seq);
                 let s = Arc::clone(store);
+                let created = release.created;
                 let switched = tokio::task::spawn_blocking(move || -> Result<store::GcReport> {
                     let mut st = lock(&s)?;
                     st.flush()?;
+                    stamp_new_objects(&st, &entries, created);
                     st.build_snapshot(seq, entries)?;
                     st.switch_current(seq)?;
                     let retain: Vec<u64> = previous.into_iter().chain([seq]).collect();
@@ -520,7 +522,7 @@ impl ChannelTask {
                     r.seq
                 ),
             );
-            bail!("release {}: torrent does not match the release", r.seq);
+            bail!("its torrent does not match the release (content_mismatch)");
         }
         if !path.exists() {
             write_atomic(&path, &bytes)?;
@@ -828,6 +830,30 @@ fn feed_refusal(e: &channel::Error) -> Option<&'static str> {
             Some("timeout")
         }
         _ => None,
+    }
+}
+
+/// Gives objects downloaded for this release the release's creation time
+/// as mtime, so Last-Modified is the same on every node and never the
+/// moment of download: apt revalidates InRelease with If-Modified-Since,
+/// and two different contents downloaded within one second would
+/// otherwise share a date and get a wrong 304. Objects from earlier
+/// releases are older than `created` and keep their date.
+fn stamp_new_objects(st: &Store, entries: &[(Vec<String>, Entry)], created: u64) {
+    let when = std::time::UNIX_EPOCH + Duration::from_secs(created);
+    for (_, e) in entries {
+        let Entry::File(root) = e else { continue };
+        let path = st.object_path(root);
+        let Ok(f) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let newer = f
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m > when);
+        if newer && let Err(err) = f.set_times(std::fs::FileTimes::new().set_modified(when)) {
+            tracing::debug!("cannot date {}: {err}", path.display());
+        }
     }
 }
 

@@ -291,7 +291,11 @@ pub fn publish_once(
     }
 
     // Freeze: hard links into a fresh tree directory.
-    let now = now_secs();
+    // `created` grows strictly from release to release (nodes date new
+    // files with it, and HTTP dates have one-second resolution).
+    let now = prev
+        .as_ref()
+        .map_or(now_secs(), |r| now_secs().max(r.created + 1));
     let seq = prev.as_ref().map_or(now, |r| (r.seq + 1).max(now));
     let staging = cd.trees().join(format!("{seq}.tmp"));
     if staging.exists() {
