@@ -1,13 +1,15 @@
 //! End-to-end tests: one test binary, one module per area.
 mod common;
+mod demo;
 mod dht_release;
 mod keygen;
 mod libtorrent;
+mod node;
 mod status;
 mod store_crash;
 mod swarm;
+mod sync_apt;
 mod sync_attacks;
 mod sync_crash;
-mod sync_apt;
 mod sync_rpm;
 mod v2_hashes;
