@@ -603,8 +603,14 @@ pub async fn run(
             },
             Some(ev) = conn_rx.recv() => match ev {
                 ConnEvent::Data(key, data) => {
-                    last_data = Instant::now();
+                    // Only block payload counts as delivery: a peer that
+                    // trickles a block or sends keep-alives must not keep
+                    // the web seeds idle.
+                    let before = session.stats().downloaded;
                     session.handle_input(key, &data, Instant::now());
+                    if session.stats().downloaded > before {
+                        last_data = Instant::now();
+                    }
                 }
                 ConnEvent::Closed(key, reason) => {
                     if let Some(c) = conns.remove(&key) {
