@@ -194,6 +194,7 @@ fn node_survives_sigkill_during_sync_switch_and_gc() {
     let mut fetched_bytes = 0u64;
     let mut kills_by_event: HashMap<&str, u32> = HashMap::new();
     let mut switches = 0u32;
+    let mut phases: HashMap<&str, u32> = HashMap::new();
     let mut last_current = None;
 
     for run in 0..=cycles {
@@ -220,20 +221,23 @@ fn node_survives_sigkill_during_sync_switch_and_gc() {
             // Give the collection after the switch a moment.
             std::thread::sleep(Duration::from_millis(300));
         } else {
-            let event = match rng.below(4) {
-                0 => "new release",
-                1 => "serving release",
-                _ => "",
+            // Half the kills at a random moment, the others just after the
+            // sync starts (within 300 ms) or just after the engine has every
+            // file (within 15 ms: snapshot build, switch and GC follow).
+            let (event, jitter) = match rng.below(4) {
+                0 => ("new release", 300_000),
+                1 => ("download complete", 15_000),
+                _ => ("", 0),
             };
             if event.is_empty() {
                 std::thread::sleep(Duration::from_millis(rng.below(1400)));
                 *kills_by_event.entry("random").or_default() += 1;
             } else {
-                let limit = Instant::now() + Duration::from_millis(1000);
+                let limit = Instant::now() + Duration::from_millis(1500);
                 while !p.logged_since(0, event) && Instant::now() < limit {
-                    std::thread::sleep(Duration::from_millis(2));
+                    std::thread::sleep(Duration::from_millis(1));
                 }
-                std::thread::sleep(Duration::from_micros(rng.below(40_000)));
+                std::thread::sleep(Duration::from_micros(rng.below(jitter)));
                 let hit = p.logged_since(0, event);
                 *kills_by_event
                     .entry(if hit { event } else { "timeout" })
@@ -273,6 +277,17 @@ fn node_survives_sigkill_during_sync_switch_and_gc() {
                 );
             }
         }
+        // Where the kill landed, read from the node's own files.
+        let pending: Option<u64> = std::fs::read_to_string(store.join("node").join("pending"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok());
+        let phase = match pending {
+            None => "idle",
+            Some(p) if cur == Some(p) => "switched, collecting",
+            Some(p) if store.join("snapshots").join(p.to_string()).exists() => "building snapshot",
+            Some(_) => "syncing",
+        };
+        *phases.entry(phase).or_default() += 1;
         if cur != last_current {
             switches += 1;
             last_current = cur;
@@ -321,9 +336,15 @@ fn node_survives_sigkill_during_sync_switch_and_gc() {
     let distinct: u64 = all_files.values().sum();
     eprintln!(
         "sync_crash: {cycles} kills in {:.1?}: reached release number {number} ({switches} switches seen), \
-         kills {kills_by_event:?}; web seed sent {fetched_bytes} bytes for {distinct} bytes of distinct files",
+         kills {kills_by_event:?}, node state at the kills {phases:?}; web seed sent {fetched_bytes} bytes for {distinct} bytes of distinct files",
         started.elapsed()
     );
+    if cycles >= 50 {
+        assert!(
+            phases.get("syncing").is_some_and(|&n| n > 0) && phases.len() >= 2,
+            "seed {seed}: kills landed in too few states: {phases:?}"
+        );
+    }
     assert!(
         redownloaded.is_empty(),
         "seed {seed}: verified pieces were downloaded again:\n{}",
