@@ -115,10 +115,16 @@ pub async fn serve(
     // root is the link that moves; a root below it would keep serving the
     // first tree after a republish, under the newer release's torrent.
     let mount = serve::Mount::new("/", cd.current());
-    let server =
-        serve::Server::new(vec![mount], serve::Config::default()).special(Arc::new(Feed {
-            channel: cd.clone(),
-        }));
+    // No sticky snapshots: web seed clients are nodes fetching the newest
+    // release's files (their pieces are verified), and a node that fetched
+    // an InRelease would be pinned to the old tree for the grace window.
+    let http_config = serve::Config {
+        sticky_grace: Duration::ZERO,
+        ..serve::Config::default()
+    };
+    let server = serve::Server::new(vec![mount], http_config).special(Arc::new(Feed {
+        channel: cd.clone(),
+    }));
     let mut http_stop = stop_rx.clone();
     let http = tokio::spawn(async move {
         server
