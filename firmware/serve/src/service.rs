@@ -309,7 +309,6 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
     } else {
         shared.sticky.get(client, index, Instant::now())
     };
-    let was_pinned = pinned.is_some();
     // Small files of the current snapshot, without the blocking pool.
     let cache = mount
         .cache
@@ -334,6 +333,12 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
     let memo = mount.root_memo.clone();
     let found = tokio::task::spawn_blocking(move || {
         let rest = rest_owned;
+        // Fetch-on-miss serves the current release's bytes: fine for a
+        // client pinned to the snapshot `current` names (apt after its
+        // update), not for one pinned to an older snapshot.
+        let on_current = pinned
+            .as_ref()
+            .is_none_or(|p| memo.canonical(&root).is_ok_and(|c| c == *p));
         let found = lookup(&root, &memo, pinned, &rest, trailing, !head)?;
         let found = match snapshots {
             Some(snapshots)
@@ -343,7 +348,7 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
             {
                 // From another snapshot: not for the cache of this one.
                 let other = by_hash_elsewhere(&snapshots, &rest, !head).unwrap_or(found);
-                return Ok::<_, std::io::Error>((other, None));
+                return Ok::<_, std::io::Error>((other, None, on_current));
             }
             _ => found,
         };
@@ -352,11 +357,11 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
         let after = check_target
             .then(|| std::fs::read_link(&root).ok().map(PathBuf::into_os_string))
             .flatten();
-        Ok((found, after))
+        Ok((found, after, on_current))
     })
     .await;
-    let found = match found {
-        Ok(Ok(((found, used_root), after))) => {
+    let (found, on_current) = match found {
+        Ok(Ok(((found, used_root), after, on_current))) => {
             if release
                 && let Lookup::File(..) = found
                 && let Some(used_root) = &used_root
@@ -377,7 +382,7 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
                 };
                 cache.put(target, rest.to_vec(), entry);
             }
-            found
+            (found, on_current)
         }
         Ok(Err(e)) => {
             tracing::warn!("http: {}: {e}", req.uri().path());
@@ -389,7 +394,7 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
         }
     };
     match found {
-        Lookup::NotFound => match shared.miss.as_ref().filter(|_| !trailing && !was_pinned) {
+        Lookup::NotFound => match shared.miss.as_ref().filter(|_| !trailing && on_current) {
             Some(miss) => {
                 let prefix = format!("/{}", mount.segments.join("/"));
                 miss_response(shared, req, miss, &prefix, rest, &decoded, head).await
