@@ -69,6 +69,11 @@ impl Proc {
         )
     }
 
+    /// The whole log.
+    pub(crate) fn log_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
     /// Panics (with the log) if the process has exited.
     fn check_alive(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
@@ -276,6 +281,36 @@ impl Swarm {
     /// Both logs, for failure messages.
     pub(crate) fn logs(&self) -> String {
         format!("{}\n{}", self.origin.log_tail(), self.node.log_tail())
+    }
+
+    /// Fails if the node logged a web seed problem: the origin's web seed
+    /// must always serve the tree of the release it announces.
+    pub(crate) fn check_web_seed_clean(&self) {
+        let log = self.node.log_text();
+        let bad: Vec<&str> = log.lines().filter(|l| l.contains("web seed")).collect();
+        assert!(
+            bad.is_empty(),
+            "the node had trouble with the origin's web seed:\n{}",
+            bad.join("\n")
+        );
+    }
+
+    /// GETs a file outside the subset from the node (fetch-on-miss) and
+    /// compares it with the origin's tree.
+    pub(crate) fn check_fetch_on_miss(&self, tree: &Path, rel: &str) {
+        let (code, body) = http_get(self.node_http, &format!("{}/{rel}", self.mount))
+            .unwrap_or_else(|e| panic!("GET {rel} from the node: {e}"));
+        assert_eq!(
+            code,
+            200,
+            "fetch-on-miss of {rel} (outside the subset)\n{}",
+            self.logs()
+        );
+        let want = std::fs::read(tree.join(rel)).expect("tree file");
+        assert!(
+            body == want,
+            "fetch-on-miss of {rel}: not the origin's bytes"
+        );
     }
 
     /// `publish --once` on the origin's state, as a cron hook would.
@@ -696,6 +731,12 @@ fn apt_subset_sync_then_incremental_republish() {
     let want = std::fs::read(tree.join("pool/main/s/swarm-newcomer/swarm-newcomer_1.0_all.deb"))
         .expect("tree newcomer");
     assert!(got == want, "swarm-newcomer from the node differs");
+    swarm.check_web_seed_clean();
+    // Outside the subset: fetched from the swarm when a client asks.
+    swarm.check_fetch_on_miss(
+        &tree,
+        "pool/contrib/c/contrib-tool/contrib-tool_0.5_arm64.deb",
+    );
 }
 
 /// Replaces each suite's Release date with now and re-signs InRelease and

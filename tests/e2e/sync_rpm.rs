@@ -228,6 +228,9 @@ fn rpm_subset_sync_then_incremental_republish() {
         same_as_tree(&tree, "Packages/s/swarm-newcomer-1.0-1.noarch.rpm", &dnf.dl),
         "swarm-newcomer from the node differs"
     );
+    swarm.check_web_seed_clean();
+    // Outside the subset: fetched from the swarm when a client asks.
+    swarm.check_fetch_on_miss(&tree, "Packages/s/swarm-tool-2.0-1.aarch64.rpm");
 }
 
 /// Switches the node runs through while dnf makecache loops.
