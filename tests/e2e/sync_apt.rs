@@ -876,4 +876,5 @@ fn apt_update_loop_across_100_switches() {
     );
     // And the node still serves a consistent repository.
     apt.get(&["update"], &swarm);
+    swarm.check_web_seed_clean();
 }

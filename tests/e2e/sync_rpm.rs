@@ -303,4 +303,5 @@ fn rpm_makecache_loop_across_switches() {
         runs >= 10,
         "only {runs} dnf makecache runs during the switches"
     );
+    swarm.check_web_seed_clean();
 }
