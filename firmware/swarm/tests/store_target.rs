@@ -820,3 +820,60 @@ async fn files_recorded_but_not_completed_complete_without_peers() {
     let root = root_of(&meta, &b).expect("root");
     assert_eq!(object(&store, &root).as_deref(), Some(&tree[&b][..]));
 }
+
+/// A node wants the metadata first and the rest later: a by-hash copy
+/// wanted after its twin was stored (so it was stored with it, unwanted)
+/// must be reported at once, not waited for forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_wanted_after_its_twin_was_stored_is_reported() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let same = content(61, 30_000);
+    let mut tree = files(&[("d/other", 62, 20_000)]);
+    for p in ["d/a", "d/by-hash/x"] {
+        tree.insert(p.split('/').map(str::to_owned).collect(), same.clone());
+    }
+    let src = tmp.path().join("src");
+    let meta = release(&src, "t", &tree);
+    let seeder = Seeder::start(&meta, &src, 1, None).await;
+    let store = Arc::new(Mutex::new(
+        Store::open(tmp.path().join("data")).expect("open store"),
+    ));
+    let index = index_of(&meta);
+    let path = |p: &str| -> Vec<String> { p.split('/').map(str::to_owned).collect() };
+    let (a, x) = (index[&path("d/a")], index[&path("d/by-hash/x")]);
+    let mut wanted = vec![false; meta.info.files.len()];
+    wanted[a] = true;
+    let (ctl_tx, ctl_rx) = mpsc::channel(8);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let mut opts = store_opts(&store, wanted, &[seeder.addr], 2);
+    opts.control = Some(ctl_rx);
+    opts.completed = Some(done_tx);
+    opts.seed = true;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(engine::run(
+        Arc::clone(&meta),
+        opts,
+        async move {
+            let _ = stopped.await;
+        },
+        |_| {},
+    ));
+    let got = tokio::time::timeout(Duration::from_secs(30), done_rx.recv())
+        .await
+        .expect("the wanted file completes in time");
+    assert_eq!(got, Some(a));
+    ctl_tx
+        .send(Control::Want {
+            file: x,
+            urgent: false,
+        })
+        .await
+        .expect("control");
+    let got = tokio::time::timeout(Duration::from_secs(10), done_rx.recv())
+        .await
+        .expect("the copy is reported, not waited for");
+    assert_eq!(got, Some(x));
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+    seeder.stop().await;
+}
