@@ -400,6 +400,11 @@ fn full_tree(n: u64) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// Room left on the tmpfs for release 2 (which needs 3 MiB): enough for
+/// its torrent and the index, so the sync fails writing pieces. (With
+/// 16 KiB it fails saving the torrent; the node retries alike.)
+const FREE_LEFT: u64 = 256 * 1024;
+
 #[test]
 fn node_reports_a_full_disk_keeps_serving_and_resumes() {
     if !is_root() {
@@ -440,10 +445,9 @@ fn node_reports_a_full_disk_keeps_serving_and_resumes() {
     });
     node.assert_serves(&full_tree(1), "release 1");
 
-    // Leave about 600 KiB: release 2 needs 3 MiB more.
     let free = fs_free(&inside);
     let filler = inside.join("filler");
-    let fill = free.saturating_sub(600 * 1024);
+    let fill = free.saturating_sub(FREE_LEFT);
     std::fs::write(&filler, vec![0x5a; fill as usize]).expect("write filler");
     eprintln!("sync_crash: tmpfs had {free} bytes free, filler {fill}");
 
@@ -468,6 +472,12 @@ fn node_reports_a_full_disk_keeps_serving_and_resumes() {
     assert_eq!(current_seq(&inside.join(CHANNEL)), Some(first));
     node.assert_serves(&full_tree(1), "disk full");
 
+    // The node retries at each poll while the disk stays full (the index
+    // then fails too, not just the piece files); nothing served changes.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(current_seq(&inside.join(CHANNEL)), Some(first));
+    node.assert_serves(&full_tree(1), "disk still full");
+
     // Room again: the next poll retries and completes.
     std::fs::remove_file(&filler).expect("remove filler");
     wait_status(&node, "sync of release 2 after freeing space", SYNC, |c| {
@@ -475,6 +485,14 @@ fn node_reports_a_full_disk_keeps_serving_and_resumes() {
     });
     node.assert_serves(&full_tree(2), "release 2");
     assert_eq!(current_seq(&inside.join(CHANNEL)), Some(second));
+    let log = node.log();
+    eprintln!(
+        "sync_crash: disk full: {} failed attempts logged, {} of them in the index",
+        log.lines().filter(|l| l.contains("ERROR")).count(),
+        log.lines()
+            .filter(|l| l.contains("ERROR") && l.contains("index"))
+            .count()
+    );
 }
 
 /// Free bytes of the filesystem holding `dir` (`stat -f`).

@@ -183,7 +183,7 @@ impl ChannelTask {
             .await
             .context("store")?
             .with_context(|| format!("cannot open store {}", self.dir.display()))?;
-        let store = Arc::new(Mutex::new(store));
+        let mut store = Arc::new(Mutex::new(store));
         let this = Arc::new(self);
 
         // What is installed: the release of the current snapshot.
@@ -242,6 +242,14 @@ impl ChannelTask {
                     let _ = a.task.await;
                 }
                 tracing::info!("channel {}: retrying release {}", this.name, r.seq);
+                // After an I/O error (a full disk) redb refuses every call
+                // until the database is reopened: reopen the store, whose
+                // recovery also tidies what the failure left.
+                this.miss.set_engine(None);
+                store = match this.reopen(store, &mut stop).await {
+                    Some(s) => s,
+                    None => return Ok(()),
+                };
                 active = Some(this.start(r, &store, report_tx.clone()));
             }
             // Poll the feeds.
@@ -341,6 +349,42 @@ impl ChannelTask {
         if let Ok(bytes) = std::fs::read(self.node_dir().join("releases").join(seq.to_string())) {
             self.gossip_out
                 .send_replace(Some(Arc::new(channel::gossip::encode(&bytes))));
+        }
+    }
+
+    /// Closes the store and opens it again, retrying at each poll while
+    /// that fails (the disk still full). A store still shared (a request
+    /// holding it) is kept as it is. `None` when stopped meanwhile.
+    async fn reopen(
+        &self,
+        store: Arc<Mutex<Store>>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<Arc<Mutex<Store>>> {
+        let mut old = match Arc::try_unwrap(store) {
+            Ok(s) => Some(s),
+            Err(shared) => return Some(shared),
+        };
+        loop {
+            let dir = self.dir.clone();
+            let closing = old.take();
+            // The old handle is closed first: redb opens a file once.
+            let opened = tokio::task::spawn_blocking(move || {
+                drop(closing);
+                Store::open(&dir)
+            })
+            .await;
+            match opened {
+                Ok(Ok(s)) => return Some(Arc::new(Mutex::new(s))),
+                Ok(Err(e)) => self.error(&format!(
+                    "cannot reopen the store {}: {e}",
+                    self.dir.display()
+                )),
+                Err(e) => self.error(&format!("cannot reopen the store: {e}")),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.poll) => {}
+                () = crate::signals::stopped(stop) => return None,
+            }
         }
     }
 
