@@ -71,7 +71,8 @@ const SHARED: u8 = 64;
 /// What the disk thread learned that the engine must hear.
 #[derive(Debug, Default)]
 pub struct News {
-    /// Wanted files now in `objects/`.
+    /// Files now in `objects/`: wanted ones, and copies of them (the
+    /// engine reports only the wanted).
     pub stored: Vec<usize>,
     /// Pieces stored without being downloaded: the file has the same
     /// content as one just completed.
@@ -576,6 +577,13 @@ impl StoreTarget {
             *st |= URGENT;
         }
         if *st & DONE != 0 {
+            // Stored as a copy of another file (the engine missed it).
+            return Ok(News {
+                stored: vec![file],
+                had: Vec::new(),
+            });
+        }
+        if *st & DONE != 0 {
             // Stored while unwanted, as a copy of a file with the same
             // content (by-hash): the engine learns it only now.
             return Ok(News {
@@ -655,9 +663,8 @@ impl StoreTarget {
                 self.spilled.remove(&p);
             }
             news.had.push(range);
-            if st & WANTED != 0 {
-                news.stored.push(j);
-            }
+            // Unwanted copies too: wanted later, they are answered at once.
+            news.stored.push(j);
         }
     }
 
