@@ -9,8 +9,15 @@
 //! machine's own configuration may relax checks) and exits 0 on many
 //! fallbacks, so every `E:`, `W:`, `N:`, `Err:` or `Ign:` line fails.
 //!
+//! "Only changed files cross the network" is counted with the node's own
+//! `downloaded` figure (status.json) against the distinct new contents of
+//! the subset, in whole pieces as the peer wire moves them; unchanged files
+//! must stay the same hard-linked objects. The 100-switch loop is a test of
+//! its own so CI can time it (about 2.5 to 3.5 minutes on 2 cores).
+//!
 //! The harness (processes killed on drop, the status reader, the store
-//! walk) is shared with sync_rpm.
+//! walk) is shared with sync_rpm. `SYNC_TEST_NODE_LOG` sets the node's
+//! SWARMSYNC_LOG filter (e.g. `debug`) when a failure needs more detail.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
@@ -28,7 +35,8 @@ use crate::common::{Run, run_within};
 
 const BIN: &str = env!("CARGO_BIN_EXE_swarmsync");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tools/fixtures");
-/// v2's smallest piece: changed files cost little more than their size.
+/// v2's smallest piece, so small changed files cost little on the wire
+/// (each file's last piece is padded to a whole piece there).
 const PIECE: u64 = 16 * 1024;
 /// Time allowed for a release to reach the node and be switched to.
 const SYNC_LIMIT: Duration = Duration::from_secs(90);

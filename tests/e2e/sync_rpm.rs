@@ -47,7 +47,7 @@ struct Dnf {
     root: PathBuf,
     empty: PathBuf,
     url: String,
-    pub dl: PathBuf,
+    dl: PathBuf,
 }
 
 impl Dnf {
