@@ -21,8 +21,10 @@ use health::Pattern;
 use crate::soft::Slot;
 use crate::{Error, LedBackend};
 
-/// sysfs attributes are at most a page.
-const MAX_ATTR_LEN: u64 = 4096;
+/// Most sysfs attributes are at most a page, but a `trigger` list on a
+/// machine with many CPUs or keyboards can be longer (newer kernels serve it
+/// beyond a page); anything past this bound is ignored.
+const MAX_ATTR_LEN: u64 = 64 * 1024;
 
 /// One LED of the LED class.
 #[derive(Debug)]
