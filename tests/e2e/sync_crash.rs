@@ -13,7 +13,9 @@
 //! published snapshot; and no byte range the next run asks the web seed
 //! for lies in a piece the store had already verified (read from the store
 //! itself after the kill), which is "no verified piece is downloaded
-//! again", checked piece by piece rather than as a byte total.
+//! again", checked piece by piece (a byte total could not tell a verified
+//! piece fetched twice from unverified bytes lost at a kill; the total is
+//! printed and only loosely bounded).
 //!
 //! Disk-full test: the node's data_dir is a 6 MiB tmpfs in a mount
 //! namespace of its own (`unshare -m`, so root only; skipped with a message
@@ -338,6 +340,12 @@ fn node_survives_sigkill_during_sync_switch_and_gc() {
         "sync_crash: {cycles} kills in {:.1?}: reached release number {number} ({switches} switches seen), \
          kills {kills_by_event:?}, node state at the kills {phases:?}; web seed sent {fetched_bytes} bytes for {distinct} bytes of distinct files",
         started.elapsed()
+    );
+    // Bytes lost at a kill (fetched, not yet verified and fsynced) are
+    // fetched again, so the total is above the distinct bytes, but not far.
+    assert!(
+        fetched_bytes <= 2 * distinct + (1 << 20),
+        "seed {seed}: the web seed sent {fetched_bytes} bytes for {distinct} distinct bytes"
     );
     if cycles >= 50 {
         assert!(
