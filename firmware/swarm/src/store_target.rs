@@ -577,13 +577,6 @@ impl StoreTarget {
             *st |= URGENT;
         }
         if *st & DONE != 0 {
-            // Stored as a copy of another file (the engine missed it).
-            return Ok(News {
-                stored: vec![file],
-                had: Vec::new(),
-            });
-        }
-        if *st & DONE != 0 {
             // Stored while unwanted, as a copy of a file with the same
             // content (by-hash): the engine learns it only now.
             return Ok(News {
