@@ -44,8 +44,16 @@ pub async fn run(config: bsp::config::Leds, board: StatusBoard, mut stop: watch:
         }
     };
     send(&mut driver, Event::Booted);
-    send(&mut driver, Event::LinkUp);
+    let mut ticks: u64 = 0;
     loop {
+        // The link (sysfs) about once a second: a pulled cable shows
+        // within two seconds.
+        if ticks % 10 == 0
+            && let Err(e) = driver.poll_link()
+        {
+            tracing::warn!("LEDs: {e}");
+        }
+        ticks += 1;
         let s = board.snapshot();
         let mut now = Seen {
             peers: s.channels.iter().map(|c| c.peers).sum(),
