@@ -48,7 +48,7 @@ pub async fn run(config: bsp::config::Leds, board: StatusBoard, mut stop: watch:
     loop {
         // The link (sysfs) about once a second: a pulled cable shows
         // within two seconds.
-        if ticks % 10 == 0
+        if ticks.is_multiple_of(10)
             && let Err(e) = driver.poll_link()
         {
             tracing::warn!("LEDs: {e}");
