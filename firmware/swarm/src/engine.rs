@@ -789,14 +789,7 @@ pub async fn run(
                         &meta,
                         &mut ext_ids,
                         &mut known,
-                        peer,
-                        id,
-                        &payload,
-                    );
-                    gossip_on_extended(
-                        &mut session,
                         opts.gossip.as_ref(),
-                        &ext_ids,
                         peer,
                         id,
                         &payload,
@@ -913,34 +906,6 @@ async fn gossip_changed(rx: &mut Option<watch::Receiver<Option<Arc<Vec<u8>>>>>) 
     }
 }
 
-/// Release gossip: greet a peer that speaks it with our release, pass on
-/// what it announces.
-fn gossip_on_extended(
-    session: &mut Session,
-    gossip: Option<&Gossip>,
-    ext_ids: &HashMap<PeerKey, ExtensionIds>,
-    peer: PeerKey,
-    id: u8,
-    payload: &[u8],
-) {
-    let Some(g) = gossip else { return };
-    match ext::decode_extended(id, payload, &LOCAL_IDS) {
-        Ok(ExtMessage::Handshake(_)) => {
-            let theirs = ext_ids
-                .get(&peer)
-                .and_then(|ids| ids.id(ext::Extension::Release));
-            let ours = g.outbound.borrow().clone();
-            if let (Some(their), Some(ours)) = (theirs, ours) {
-                session.send_extended(peer, their, &ours);
-            }
-        }
-        Ok(ExtMessage::Release(bytes)) => {
-            let _ = g.inbound.try_send(bytes.to_vec());
-        }
-        _ => {}
-    }
-}
-
 async fn next_control(control: &mut Option<mpsc::Receiver<Control>>) -> Option<Control> {
     match control {
         Some(rx) => rx.recv().await,
@@ -961,19 +926,34 @@ pub fn is_lan(a: &SocketAddr) -> bool {
 }
 
 /// BEP 10 messages: remember the peer's extension ids, serve metadata to
-/// magnet peers, learn addresses from PEX.
+/// magnet peers, learn addresses from PEX, and (with gossip) greet a peer
+/// that speaks `swarmsync_release` with our release and pass on what it
+/// announces.
+#[allow(clippy::too_many_arguments)]
 fn on_extended(
     session: &mut Session,
     meta: &Metainfo,
     ext_ids: &mut HashMap<PeerKey, ExtensionIds>,
     known: &mut HashSet<SocketAddr>,
+    gossip: Option<&Gossip>,
     peer: PeerKey,
     id: u8,
     payload: &[u8],
 ) {
     match ext::decode_extended(id, payload, &LOCAL_IDS) {
         Ok(ExtMessage::Handshake(hs)) => {
-            ext_ids.entry(peer).or_default().update(&hs.ids);
+            let ids = ext_ids.entry(peer).or_default();
+            ids.update(&hs.ids);
+            let theirs = ids.id(ext::Extension::Release);
+            let ours = gossip.and_then(|g| g.outbound.borrow().clone());
+            if let (Some(their), Some(ours)) = (theirs, ours) {
+                session.send_extended(peer, their, &ours);
+            }
+        }
+        Ok(ExtMessage::Release(bytes)) => {
+            if let Some(g) = gossip {
+                let _ = g.inbound.try_send(bytes.to_vec());
+            }
         }
         Ok(ExtMessage::Metadata(MetadataMessage::Request { piece })) => {
             let their = ext_ids
