@@ -6,47 +6,13 @@
 //! on 127.0.0.1 (the first with no bootstrap at all), and the origin and
 //! the node join through them, never through a public router.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use swarm::dht::{Config, Dht};
 
-use crate::common::run_within;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_swarmsync"))
-}
-
-fn port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("probe port")
-}
-
-/// Kills the child on drop.
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(cmd: &mut Command, log: &Path) -> Kill {
-    let f = std::fs::File::create(log).expect("log");
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(f.try_clone().expect("log"))
-        .stderr(f)
-        .spawn()
-        .expect("spawn swarmsync");
-    Kill(child)
-}
+use crate::common::{bin, current_seq, port, run_within, served_seq, spawn};
 
 /// A private DHT of `n` server nodes on 127.0.0.1, each joining through
 /// the first. The nodes run on their own threads; the runtime only
@@ -73,23 +39,6 @@ fn testnet(n: usize) -> (tokio::runtime::Runtime, Vec<Dht>, Vec<String>) {
     (rt, nodes, addrs)
 }
 
-/// The served seq of the node's first channel, from /-/status.json.
-fn served_seq(http: u16) -> Option<u64> {
-    let mut s = TcpStream::connect(("127.0.0.1", http)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /-/status.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    let json = body.split("\r\n\r\n").nth(1)?;
-    let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    let ch = v.get("channels")?.get(0)?;
-    if ch.get("state")?.as_str()? != "synced" {
-        return None;
-    }
-    ch.get("seq")?.as_u64()
-}
-
 fn wait_seq(http: u16, want: u64, until: Instant, what: &str, logs: &[&Path]) {
     while Instant::now() < until {
         if served_seq(http) == Some(want) {
@@ -105,14 +54,6 @@ fn wait_seq(http: u16, want: u64, until: Instant, what: &str, logs: &[&Path]) {
         "{what}: release {want} not served in time\n{}",
         logs.join("\n----\n")
     );
-}
-
-fn current_seq(state: &Path) -> u64 {
-    let link = std::fs::read_link(state.join("c").join("current")).expect("origin current");
-    link.file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.parse().ok())
-        .expect("seq")
 }
 
 #[test]
