@@ -196,6 +196,15 @@ impl Store {
         self.layout.object(root)
     }
 
+    /// [`Store::object_path`] of the store in `dir`, without opening it
+    /// (it may be open in another process; reading an object is safe).
+    pub fn object_path_in(dir: &Path, root: &Sha256) -> PathBuf {
+        Layout {
+            dir: dir.to_path_buf(),
+        }
+        .object(root)
+    }
+
     /// Whether the complete file with this root is in `objects/`.
     pub fn has_object(&self, root: &Sha256) -> bool {
         fs::symlink_metadata(self.layout.object(root)).is_ok_and(|m| m.is_file())

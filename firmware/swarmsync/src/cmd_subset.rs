@@ -98,20 +98,16 @@ async fn plan_channel(config: &Config, ch: &crate::config::Channel) -> Result<()
         .filter(|f| !f.attr.pad)
         .map(|f| (f.path.join("/"), f))
         .collect();
-    let objects = config.node.data_dir.join(&ch.name).join("objects");
+    let store_dir = config.node.data_dir.join(&ch.name);
     let mut fetched: HashMap<String, Vec<u8>> = HashMap::new();
     for p in repo::metadata_paths(&subset, &files) {
         let Some(f) = by_path.get(&p) else { continue };
         let data = match f.pieces_root {
             None => Vec::new(),
-            Some(root) => {
-                let hex = torrent::hash::to_hex(&root);
-                let local = objects.join(&hex[..2]).join(&hex[2..]);
-                match std::fs::read(&local) {
-                    Ok(d) => d,
-                    Err(_) => fetch_file(&release, &meta, &p).await?,
-                }
-            }
+            Some(root) => match std::fs::read(store::Store::object_path_in(&store_dir, &root)) {
+                Ok(d) => d,
+                Err(_) => fetch_file(&release, &meta, &p).await?,
+            },
         };
         if let Some(root) = f.pieces_root {
             let got = torrent::merkle::hash_bytes(&data, meta.info.piece_length).root;
@@ -134,10 +130,7 @@ async fn plan_channel(config: &Config, ch: &crate::config::Channel) -> Result<()
         .iter()
         .filter_map(|p| by_path.get(p))
         .filter_map(|f| f.pieces_root.map(|r| (r, f.length)))
-        .filter(|(r, _)| {
-            let hex = torrent::hash::to_hex(r);
-            objects.join(&hex[..2]).join(&hex[2..]).is_file()
-        })
+        .filter(|(r, _)| store::Store::object_path_in(&store_dir, r).is_file())
         .map(|(_, len)| len)
         .sum();
     println!(

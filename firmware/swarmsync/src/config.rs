@@ -126,15 +126,9 @@ impl Config {
         let mut c: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut seen = std::collections::HashSet::new();
         for ch in &mut c.channels {
-            if ch.name.is_empty()
-                || !ch
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-                || ch.name.starts_with('.')
-            {
+            if !channel::valid_channel_name(&ch.name) {
                 bail!(
-                    "[[channel]] name {:?}: use letters, digits, '-', '_' and '.'",
+                    "[[channel]] name {:?}: use up to 64 letters, digits, '-', '_' and '.'",
                     ch.name
                 );
             }

@@ -153,13 +153,7 @@ impl ChannelDir {
 }
 
 pub fn check_channel_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if !ok {
+    if !channel::valid_channel_name(name) {
         bail!("channel name {name:?}: use up to 64 letters, digits, '-', '_' and '.'");
     }
     Ok(())
