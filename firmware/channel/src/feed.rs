@@ -45,14 +45,7 @@ pub async fn fetch(url: &str, timeout: Duration) -> Result<Vec<u8>, Error> {
 /// is bigger than a release (about 100 bytes per file) and is checked
 /// against the release's infohashes by the caller.
 pub async fn fetch_limited(url: &str, timeout: Duration, max: usize) -> Result<Vec<u8>, Error> {
-    let client = client(url, &[])?;
-    match tokio::time::timeout(timeout, get(&client, url, max)).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::Feed {
-            url: url.to_owned(),
-            problem: format!("no complete answer within {timeout:?}"),
-        }),
-    }
+    fetch_within(url, timeout, &[], max).await
 }
 
 /// [`fetch`], trusting these extra root certificates (DER) besides the
@@ -62,11 +55,21 @@ pub async fn fetch_with_roots(
     timeout: Duration,
     extra_roots: &[Vec<u8>],
 ) -> Result<Vec<u8>, Error> {
+    fetch_within(url, timeout, extra_roots, MAX_BODY).await
+}
+
+async fn fetch_within(
+    url: &str,
+    timeout: Duration,
+    extra_roots: &[Vec<u8>],
+    max: usize,
+) -> Result<Vec<u8>, Error> {
     let client = client(url, extra_roots)?;
-    match tokio::time::timeout(timeout, get(&client, url, MAX_BODY)).await {
+    match tokio::time::timeout(timeout, get(&client, url, max)).await {
         Ok(result) => result,
-        Err(_) => Err(Error::Feed {
+        Err(_) => Err(Error::FeedRefused {
             url: url.to_owned(),
+            code: "timeout",
             problem: format!("no complete answer within {timeout:?}"),
         }),
     }
@@ -161,8 +164,13 @@ async fn get(client: &HttpClient, url: &str, max: usize) -> Result<Vec<u8>, Erro
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let too_large = |problem: String| Error::FeedRefused {
+        url: current.clone(),
+        code: "too_large",
+        problem,
+    };
     if announced.is_some_and(|n| n > max as u64) {
-        return Err(fail(format!(
+        return Err(too_large(format!(
             "answer of {} bytes is over the limit of {max}",
             announced.unwrap_or_default()
         )));
@@ -173,7 +181,9 @@ async fn get(client: &HttpClient, url: &str, max: usize) -> Result<Vec<u8>, Erro
         let frame = frame.map_err(|e| fail(format!("reading the answer: {}", error_chain(&e))))?;
         if let Ok(data) = frame.into_data() {
             if out.len() + data.len() > max {
-                return Err(fail(format!("answer is over the limit of {max} bytes")));
+                return Err(too_large(format!(
+                    "answer is over the limit of {max} bytes"
+                )));
             }
             out.extend_from_slice(&data);
         }

@@ -88,6 +88,16 @@ pub enum Error {
     /// redirects, size or time limit.
     #[error("feed {url}: {problem}")]
     Feed { url: String, problem: String },
+    /// A feed answered in a way that is an attack rather than an outage:
+    /// over the size limit (`code` "too_large") or never complete within
+    /// the deadline ("timeout", a server trickling bytes). Nodes record
+    /// these like refused releases.
+    #[error("feed {url}: {problem}")]
+    FeedRefused {
+        url: String,
+        code: &'static str,
+        problem: String,
+    },
     /// A gossip message is not a release message.
     #[error("gossip message {EXTENSION}: {problem}", EXTENSION = gossip::EXTENSION)]
     Gossip { problem: String },

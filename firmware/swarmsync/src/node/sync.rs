@@ -268,9 +268,11 @@ impl ChannelTask {
                 for url in &this.feeds {
                     match channel::feed::fetch(url, FETCH_TIMEOUT).await {
                         Ok(b) => candidates.push((url.clone(), b)),
-                        Err(e) => match feed_refusal(&e) {
-                            Some(code) => this.reject(code, format!("from {url}: {e}")),
-                            None => tracing::warn!("channel {}: feed {url}: {e}", this.name),
+                        Err(e) => match &e {
+                            channel::Error::FeedRefused { code, .. } => {
+                                this.reject(code, format!("from {url}: {e}"))
+                            }
+                            _ => tracing::warn!("channel {}: feed {url}: {e}", this.name),
                         },
                     }
                 }
@@ -854,26 +856,6 @@ impl ChannelTask {
             );
         }
         Ok(())
-    }
-}
-
-/// The rejection code of a feed answer that is an attack rather than an
-/// outage: over the size limit ("too_large", as `channel::accept` names an
-/// oversized release) or never complete within the deadline ("timeout",
-/// a server trickling bytes). Those are recorded like refused releases;
-/// an unreachable feed is only logged. The feed client reports both only
-/// as text, hence the match on its wording.
-fn feed_refusal(e: &channel::Error) -> Option<&'static str> {
-    match e {
-        channel::Error::Feed { problem, .. } if problem.contains("over the limit") => {
-            Some("too_large")
-        }
-        channel::Error::Feed { problem, .. }
-            if problem.starts_with("no complete answer within") =>
-        {
-            Some("timeout")
-        }
-        _ => None,
     }
 }
 
