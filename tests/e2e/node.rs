@@ -133,91 +133,188 @@ fn http_get(port: u16, path: &str) -> (u16, Vec<u8>) {
     (code, raw[split + 4..].to_vec())
 }
 
+/// An origin publishing `keep/a` (50,000 bytes) and `other/big.iso`, and
+/// a node whose subset is `keep/**`, synced.
+struct MissSetup {
+    dir: tempfile::TempDir,
+    http: u16,
+    log: std::path::PathBuf,
+    big: Vec<u8>,
+    _origin: crate::common::Kill,
+    node: Option<crate::common::Kill>,
+}
+
+impl MissSetup {
+    fn start(big_len: u32, network: &str) -> MissSetup {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let d = tmp.path();
+        let tree = d.join("tree");
+        std::fs::create_dir_all(tree.join("keep")).expect("mkdir");
+        std::fs::create_dir_all(tree.join("other")).expect("mkdir");
+        std::fs::write(tree.join("keep/a"), vec![1u8; 50_000]).expect("write");
+        let big: Vec<u8> = (0..big_len).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(tree.join("other/big.iso"), &big).expect("write");
+        let key = d.join("k.key");
+        let out = run_within(
+            bin().args(["keygen", "--out"]).arg(&key),
+            Duration::from_secs(30),
+        )
+        .ok();
+        let public = out.stdout.trim().to_owned();
+        let (o_peer, o_http, peer, http) = (port(), port(), port(), port());
+        let origin_log = d.join("origin.log");
+        let origin = spawn(
+            bin()
+                .args(["publish", "--channel", "c", "--piece-size", "16384"])
+                .arg("--key")
+                .arg(&key)
+                .arg("--tree")
+                .arg(&tree)
+                .arg("--state")
+                .arg(d.join("origin"))
+                .args(["--listen", &format!("127.0.0.1:{o_peer}")])
+                .args(["--http", &format!("127.0.0.1:{o_http}")]),
+            &origin_log,
+        );
+        let t0 = Instant::now();
+        while !d.join("origin/c/release").exists() && t0.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let seq = current_seq(&d.join("origin"));
+        let config = d.join("node.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\ndata_dir = {:?}\npeer_listen = \"127.0.0.1:{peer}\"\nhttp_listen = \"127.0.0.1:{http}\"\npoll_interval = \"500ms\"\n\
+                 [[channel]]\nname = \"c\"\npublic_key = \"{public}\"\nfeeds = [\"http://127.0.0.1:{o_http}/-/releases/c\"]\n\
+                 [channel.subset]\nkind = \"paths\"\ninclude = [\"keep/**\"]\n\
+                 [network]\nlsd = false\n{network}\n[leds]\nbackend = \"none\"\nwatchdog = \"off\"\n",
+                d.join("node").display().to_string()
+            ),
+        )
+        .expect("config");
+        let log = d.join("node.log");
+        let node = spawn(bin().arg("run").arg("--config").arg(&config), &log);
+        wait_seq(
+            http,
+            seq,
+            Duration::from_secs(60),
+            "node",
+            &[&origin_log, &log],
+        );
+        MissSetup {
+            dir: tmp,
+            http,
+            log,
+            big,
+            _origin: origin,
+            node: Some(node),
+        }
+    }
+
+    fn objects(&self) -> u64 {
+        walk(&self.dir.path().join("node/c/objects"))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the node (the store is its own while it runs) and verifies
+    /// the store.
+    fn stop_and_verify(&mut self) {
+        drop(self.node.take());
+        run_within(
+            bin()
+                .args(["verify", "--state"])
+                .arg(self.dir.path().join("node/c")),
+            Duration::from_secs(60),
+        )
+        .ok();
+    }
+}
+
 /// A file outside the node's subset is fetched when a client asks for it,
 /// verified, and served; one that is not in the snapshot is a plain 404.
 #[test]
 fn a_file_outside_the_subset_is_fetched_on_first_request() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let d = tmp.path();
-    let tree = d.join("tree");
-    std::fs::create_dir_all(tree.join("keep")).expect("mkdir");
-    std::fs::create_dir_all(tree.join("other")).expect("mkdir");
-    std::fs::write(tree.join("keep/a"), vec![1u8; 50_000]).expect("write");
-    let big: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    std::fs::write(tree.join("other/big.iso"), &big).expect("write");
-    let key = d.join("k.key");
-    let out = run_within(
-        bin().args(["keygen", "--out"]).arg(&key),
-        Duration::from_secs(30),
-    )
-    .ok();
-    let public = out.stdout.trim().to_owned();
-    let (o_peer, o_http, peer, http) = (port(), port(), port(), port());
-    let origin_log = d.join("origin.log");
-    let _origin = spawn(
-        bin()
-            .args(["publish", "--channel", "c", "--piece-size", "16384"])
-            .arg("--key")
-            .arg(&key)
-            .arg("--tree")
-            .arg(&tree)
-            .arg("--state")
-            .arg(d.join("origin"))
-            .args(["--listen", &format!("127.0.0.1:{o_peer}")])
-            .args(["--http", &format!("127.0.0.1:{o_http}")]),
-        &origin_log,
-    );
-    let t0 = Instant::now();
-    while !d.join("origin/c/release").exists() && t0.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let seq = current_seq(&d.join("origin"));
-    let config = d.join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[node]\ndata_dir = {:?}\npeer_listen = \"127.0.0.1:{peer}\"\nhttp_listen = \"127.0.0.1:{http}\"\npoll_interval = \"500ms\"\n\
-             [[channel]]\nname = \"c\"\npublic_key = \"{public}\"\nfeeds = [\"http://127.0.0.1:{o_http}/-/releases/c\"]\n\
-             [channel.subset]\nkind = \"paths\"\ninclude = [\"keep/**\"]\n\
-             [network]\nlsd = false\n[leds]\nbackend = \"none\"\nwatchdog = \"off\"\n",
-            d.join("node").display().to_string()
-        ),
-    )
-    .expect("config");
-    let log = d.join("node.log");
-    let node = spawn(bin().arg("run").arg("--config").arg(&config), &log);
-    wait_seq(
-        http,
-        seq,
-        Duration::from_secs(60),
-        "node",
-        &[&origin_log, &log],
-    );
+    let mut s = MissSetup::start(700_000, "");
     // Only the subset is on disk.
-    let objects = |d: &Path| -> u64 { walk(&d.join("node/c/objects")) };
-    let before = objects(d);
+    let before = s.objects();
     assert!(
         before < 100_000,
         "{before} bytes of objects before the miss"
     );
-    assert_eq!(http_get(http, "/c/keep/a"), (200, vec![1u8; 50_000]));
-    let (code, body) = http_get(http, "/c/other/big.iso");
-    assert_eq!(
-        code,
-        200,
-        "{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    assert!(body == big, "fetched bytes differ");
-    assert!(objects(d) >= before + 700_000);
-    assert_eq!(http_get(http, "/c/other/nothing").0, 404);
-    // The store is the node's while it runs.
-    drop(node);
-    run_within(
-        bin().args(["verify", "--state"]).arg(d.join("node/c")),
-        Duration::from_secs(60),
+    assert_eq!(http_get(s.http, "/c/keep/a"), (200, vec![1u8; 50_000]));
+    let (code, body) = http_get(s.http, "/c/other/big.iso");
+    assert_eq!(code, 200, "{}", s.log());
+    assert!(body == s.big, "fetched bytes differ");
+    // Streamed as it verified; it becomes an object right after.
+    let t0 = Instant::now();
+    while s.objects() < before + 700_000 && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(s.objects() >= before + 700_000, "not stored: {}", s.log());
+    assert_eq!(http_get(s.http, "/c/other/nothing").0, 404);
+    s.stop_and_verify();
+}
+
+/// A large missing file is streamed to the client as its pieces verify:
+/// with the node's download limited to 1 MiB/s (peers and web seed alike),
+/// the first bytes of a 6 MB file arrive while most of it is still being
+/// fetched, and the whole body is the published file.
+#[test]
+fn a_missing_file_is_streamed_as_its_pieces_verify() {
+    const LEN: u32 = 6_000_000;
+    let mut s = MissSetup::start(LEN, "download_limit = \"1MiB/s\"");
+    let mut c = TcpStream::connect(("127.0.0.1", s.http)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let asked = Instant::now();
+    write!(
+        c,
+        "GET /c/other/big.iso HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
-    .ok();
+    .expect("send");
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let head_end = loop {
+        let n = c.read(&mut buf).expect("read head");
+        assert!(n > 0, "closed before the head: {}", s.log());
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}\n{}", s.log());
+    assert!(head.contains(&format!("content-length: {LEN}")), "{head}");
+    let mut body = raw[head_end..].to_vec();
+    while body.is_empty() {
+        let n = c.read(&mut buf).expect("read body");
+        assert!(n > 0, "closed before the body: {}", s.log());
+        body.extend_from_slice(&buf[..n]);
+    }
+    let first = asked.elapsed();
+    // Streaming, not store-and-forward: the file is far from complete.
+    let stored_at_first = s.objects();
+    assert!(
+        stored_at_first < 100_000 + u64::from(LEN) / 2,
+        "{stored_at_first} bytes of objects when the first bytes arrived"
+    );
+    c.read_to_end(&mut body).expect("read the rest");
+    let all = asked.elapsed();
+    eprintln!(
+        "node: fetch-on-miss of {LEN} bytes at 1 MiB/s: first bytes after {first:?}, all after {all:?}"
+    );
+    assert!(
+        body == s.big,
+        "streamed bytes differ ({} bytes)",
+        body.len()
+    );
+    // Complete now: served from the object like any other file.
+    assert_eq!(http_get(s.http, "/c/other/big.iso"), (200, s.big.clone()));
+    s.stop_and_verify();
 }
 
 /// Bytes of regular files under `dir`.

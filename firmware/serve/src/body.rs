@@ -14,6 +14,11 @@
 //! Each chunk is one positioned read (`pread`) on tokio's blocking pool,
 //! straight into the buffer that becomes the frame: no seek, no second copy,
 //! and the single-threaded reactor never waits on the disk.
+//!
+//! A file still being fetched (fetch-on-miss) is the same body behind a
+//! gate: a chunk is read only from bytes the gate says are verified, and
+//! the body waits for more (bounded by a stall timeout) instead of reading
+//! past them; the file itself is opened once its first bytes are there.
 
 use std::future::Future;
 use std::io;
@@ -27,7 +32,10 @@ use hyper::body::{Frame, SizeHint};
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::miss::Growing;
+
 type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+type Wait = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
 /// What a file body is waiting for.
 enum Step {
@@ -37,6 +45,10 @@ enum Step {
     Budget(Acquire),
     /// The blocking read.
     Read(JoinHandle<io::Result<Chunk>>),
+    /// A growing file: more verified bytes.
+    Wait(Wait),
+    /// A growing file: the blocking open, once its first bytes are there.
+    Open(JoinHandle<io::Result<std::fs::File>>),
 }
 
 impl std::fmt::Debug for Step {
@@ -45,6 +57,8 @@ impl std::fmt::Debug for Step {
             Step::Idle => "Idle",
             Step::Budget(_) => "Budget",
             Step::Read(_) => "Read",
+            Step::Wait(_) => "Wait",
+            Step::Open(_) => "Open",
         })
     }
 }
@@ -80,7 +94,10 @@ pub enum Body {
 /// The streaming part of [`Body::File`].
 #[derive(Debug)]
 pub struct FileBody {
-    file: Arc<std::fs::File>,
+    /// `None` until a growing file is opened.
+    file: Option<Arc<std::fs::File>>,
+    /// For a file still being fetched: what may be read of it.
+    gate: Option<Gate>,
     /// Offset of the next read.
     offset: u64,
     /// Bytes not yet read.
@@ -90,6 +107,38 @@ pub struct FileBody {
     /// The length of the chunk being acquired or read.
     pending_len: usize,
     step: Step,
+}
+
+/// What may be read of a growing file.
+struct Gate {
+    growing: Growing,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("length", &self.growing.length)
+            .field("ready", &*self.growing.ready.borrow())
+            .finish()
+    }
+}
+
+/// Waits until more than `offset` bytes are ready, at most `stall`.
+async fn wait_past(
+    mut ready: tokio::sync::watch::Receiver<u64>,
+    offset: u64,
+    stall: std::time::Duration,
+) -> io::Result<()> {
+    match tokio::time::timeout(stall, ready.wait_for(|v| *v > offset)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err(io::Error::other(format!(
+            "the fetch stopped after {offset} verified bytes"
+        ))),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no verified bytes past {offset} for {stall:?}"),
+        )),
+    }
 }
 
 impl Body {
@@ -108,7 +157,29 @@ impl Body {
         budget: Arc<Semaphore>,
     ) -> Self {
         Body::File(FileBody {
-            file: Arc::new(file),
+            file: Some(Arc::new(file)),
+            gate: None,
+            offset,
+            remaining: len,
+            chunk: chunk.max(1),
+            budget,
+            pending_len: 0,
+            step: Step::Idle,
+        })
+    }
+
+    /// Streams `len` bytes of a file still being fetched, from `offset`,
+    /// each chunk only once the gate says its bytes are verified.
+    pub fn growing(
+        growing: Growing,
+        offset: u64,
+        len: u64,
+        chunk: usize,
+        budget: Arc<Semaphore>,
+    ) -> Self {
+        Body::File(FileBody {
+            file: None,
+            gate: Some(Gate { growing }),
             offset,
             remaining: len,
             chunk: chunk.max(1),
@@ -163,9 +234,23 @@ impl hyper::body::Body for Body {
                         if f.remaining == 0 {
                             return Poll::Ready(None);
                         }
-                        let len = usize::try_from(f.remaining)
+                        let mut len = usize::try_from(f.remaining)
                             .unwrap_or(usize::MAX)
                             .min(f.chunk);
+                        if let Some(gate) = &f.gate {
+                            let ready = *gate.growing.ready.borrow();
+                            if ready <= f.offset {
+                                let (rx, stall) = (gate.growing.ready.clone(), gate.growing.stall);
+                                f.step = Step::Wait(Box::pin(wait_past(rx, f.offset, stall)));
+                                continue;
+                            }
+                            if f.file.is_none() {
+                                let open = Arc::clone(&gate.growing.open);
+                                f.step = Step::Open(tokio::task::spawn_blocking(move || open()));
+                                continue;
+                            }
+                            len = len.min(usize::try_from(ready - f.offset).unwrap_or(usize::MAX));
+                        }
                         f.pending_len = len;
                         let units = budget_units(len);
                         f.step = Step::Budget(Box::pin(f.budget.clone().acquire_many_owned(units)));
@@ -179,7 +264,12 @@ impl hyper::body::Body for Body {
                                 return Poll::Ready(Some(Err(io::Error::other(e))));
                             }
                         };
-                        let (file, offset, len) = (f.file.clone(), f.offset, f.pending_len);
+                        let Some(file) = f.file.clone() else {
+                            f.remaining = 0;
+                            f.step = Step::Idle;
+                            return Poll::Ready(Some(Err(io::Error::other("file not open"))));
+                        };
+                        let (offset, len) = (f.offset, f.pending_len);
                         f.offset += len as u64;
                         f.remaining -= len as u64;
                         // Allocated here, on the reactor thread, not in the
@@ -207,6 +297,29 @@ impl hyper::body::Body for Body {
                         };
                         f.remaining = 0;
                         return Poll::Ready(Some(Err(error)));
+                    }
+                    Step::Wait(wait) => {
+                        let result = ready!(wait.as_mut().poll(cx));
+                        f.step = Step::Idle;
+                        if let Err(e) = result {
+                            f.remaining = 0;
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                    }
+                    Step::Open(open) => {
+                        let result = ready!(Pin::new(open).poll(cx));
+                        f.step = Step::Idle;
+                        match result {
+                            Ok(Ok(file)) => f.file = Some(Arc::new(file)),
+                            Ok(Err(e)) => {
+                                f.remaining = 0;
+                                return Poll::Ready(Some(Err(e)));
+                            }
+                            Err(e) => {
+                                f.remaining = 0;
+                                return Poll::Ready(Some(Err(io::Error::other(e))));
+                            }
+                        }
                     }
                 }
             },

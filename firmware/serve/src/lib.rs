@@ -79,7 +79,7 @@ use std::time::Duration;
 
 pub use bytes::Bytes;
 pub use error::Error;
-pub use miss::{Miss, MissError, MissFuture};
+pub use miss::{Found, Growing, Miss, MissError, MissFuture};
 pub use server::{Server, run};
 pub use special::{Chain, Special, SpecialResponse};
 pub use status::StatusBoard;

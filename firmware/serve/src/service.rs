@@ -417,7 +417,8 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
     }
 }
 
-/// Fetch-on-miss: waits for the handler, then serves the verified file.
+/// Fetch-on-miss: waits for the handler, then serves the verified file, or
+/// streams a file still being fetched as its bytes verify.
 async fn miss_response(
     shared: &Shared,
     req: &Request<Incoming>,
@@ -427,9 +428,9 @@ async fn miss_response(
     decoded: &Decoded,
     head: bool,
 ) -> Response<Body> {
-    use crate::MissError;
-    let path = match miss.fetch(prefix, rest).await {
-        Ok(p) => p,
+    use crate::{Found, MissError};
+    let found = match miss.fetch(prefix, rest).await {
+        Ok(f) => f,
         Err(MissError::NotFound) => return status(StatusCode::NOT_FOUND, head),
         Err(e) => {
             HttpCounters::add(&shared.counters.misses, 1);
@@ -443,6 +444,10 @@ async fn miss_response(
         }
     };
     HttpCounters::add(&shared.counters.misses, 1);
+    let path = match found {
+        Found::Complete(path) => path,
+        Found::Growing(g) => return growing_response(shared, req, g, decoded, head),
+    };
     let opened = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path)?;
         let meta = file.metadata()?;
@@ -457,6 +462,67 @@ async fn miss_response(
         }
         _ => status(StatusCode::BAD_GATEWAY, head),
     }
+}
+
+/// A file still being fetched: its length is known, its validators are
+/// not (the object's ETag and date exist once it is complete), so
+/// conditional requests are answered as if unconditional and If-Range
+/// falls back to the whole file. A single Range is served from its start
+/// once those bytes verify.
+fn growing_response(
+    shared: &Shared,
+    req: &Request<Incoming>,
+    g: crate::Growing,
+    decoded: &Decoded,
+    head: bool,
+) -> Response<Body> {
+    let len = g.length;
+    let name = decoded.segments.last().map_or("", String::as_str);
+    let mut resp = Response::new(Body::Empty);
+    let h = resp.headers_mut();
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(name)),
+    );
+    let unknown = Validators {
+        etag: String::new(),
+        modified: std::time::UNIX_EPOCH,
+    };
+    let decision = if head || req.headers().contains_key(header::IF_RANGE) {
+        RangeDecision::Full
+    } else {
+        cond::range(req.headers(), &unknown, len)
+    };
+    let (start, count) = match decision {
+        RangeDecision::Full => (0, len),
+        RangeDecision::Partial { start, end } => {
+            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            if let Ok(cr) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, cr);
+            }
+            (start, end - start + 1)
+        }
+        RangeDecision::Unsatisfiable => {
+            let mut r = status(StatusCode::RANGE_NOT_SATISFIABLE, head);
+            if let Ok(cr) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, cr);
+            }
+            return r;
+        }
+    };
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    if !head && count > 0 {
+        *resp.body_mut() = Body::growing(
+            g,
+            start,
+            count,
+            shared.config.chunk_size,
+            shared.body_budget.clone(),
+        );
+    }
+    resp
 }
 
 /// Answers `/-/…` from the [`Special`], if any, on the blocking pool.

@@ -196,6 +196,12 @@ impl Store {
         self.layout.object(root)
     }
 
+    /// Where the file with this pieces root is downloaded to
+    /// (`partial/<root>.part`) until it is complete.
+    pub fn partial_path(&self, root: &Sha256) -> PathBuf {
+        self.layout.partial(root)
+    }
+
     /// [`Store::object_path`] of the store in `dir`, without opening it
     /// (it may be open in another process; reading an object is safe).
     pub fn object_path_in(dir: &Path, root: &Sha256) -> PathBuf {

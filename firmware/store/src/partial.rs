@@ -234,6 +234,16 @@ impl Store {
         first_err.map_or(Ok(()), Err)
     }
 
+    /// Writes the verified pieces of `root` still held in memory to its
+    /// `.part` (no fsync, nothing recorded), so that they can be read from
+    /// the file: fetch-on-miss streams a file to a client while it is being
+    /// downloaded. Durability is still [`Store::flush`]'s.
+    pub fn write_out(&mut self, root: &Sha256) -> Result<()> {
+        self.writable()?;
+        let runs = self.buffer.drain_file(root);
+        self.write_runs(runs)
+    }
+
     /// Makes every verified piece durable: writes the buffer out, fdatasyncs
     /// each `.part` written to, then records all their pieces as verified in
     /// one index commit. After it returns, a crash loses none of them.

@@ -251,6 +251,33 @@ fn writes_are_coalesced_into_large_runs() {
 }
 
 #[test]
+fn write_out_makes_buffered_pieces_readable_without_recording_them() {
+    let dir = tmp();
+    let mut store = Store::open(dir.path()).expect("open");
+    let d = data(8 * P as usize, 9);
+    let s = spec(&d, P);
+    let root = s.root;
+    store.begin_file(s).expect("begin");
+    let ps = pieces(&d, P);
+    for i in [0, 1, 5] {
+        store.write_piece(&root, i, ps[i as usize]).expect("write");
+    }
+    store.write_out(&root).expect("write out");
+    let part = std::fs::read(store.partial_path(&root)).expect("read .part");
+    for i in [0usize, 1, 5] {
+        let at = i * P as usize;
+        assert_eq!(&part[at..at + P as usize], ps[i], "piece {i}");
+    }
+    // Readable, not durable: nothing recorded until a flush.
+    assert!(store.verified_pieces(&root).expect("verified").is_empty());
+    store.flush().expect("flush");
+    assert_eq!(
+        store.verified_pieces(&root).expect("verified"),
+        vec![0, 1, 5]
+    );
+}
+
+#[test]
 fn a_partial_lost_from_disk_is_downloaded_again() {
     let dir = tmp();
     let d = data(3 * P as usize, 6);

@@ -82,6 +82,17 @@ impl WriteBuffer {
         runs
     }
 
+    /// Everything buffered of one file, as maximal runs in file order.
+    pub fn drain_file(&mut self, root: &Sha256) -> Vec<Run> {
+        let mut runs = Vec::new();
+        while let Some((&(_, first), _)) = self.pieces.range((*root, 0)..=(*root, u32::MAX)).next()
+        {
+            let (_, last, _) = self.run_around(root, first);
+            runs.push(self.take_run(root, first, last));
+        }
+        runs
+    }
+
     /// First index, last index and byte length of the buffered run holding
     /// `index`.
     fn run_around(&self, root: &Sha256, index: u32) -> (u32, u32, usize) {
@@ -184,6 +195,21 @@ mod tests {
             ]
         );
         assert_eq!(b.bytes(), 0);
+    }
+
+    #[test]
+    fn drain_file_takes_one_file_only() {
+        let mut b = WriteBuffer::default();
+        let (x, y) = ([1u8; 32], [2u8; 32]);
+        assert!(b.insert(x, 0, P, piece(0)).is_empty());
+        assert!(b.insert(x, 2, P, piece(2)).is_empty());
+        assert!(b.insert(y, 0, P, piece(0)).is_empty());
+        let runs = b.drain_file(&x);
+        let pieces: Vec<Vec<u32>> = runs.iter().map(|r| r.pieces.clone()).collect();
+        assert_eq!(pieces, vec![vec![0], vec![2]]);
+        assert!(runs.iter().all(|r| r.root == x));
+        assert!(b.contains(&y, 0) && !b.has_file(&x));
+        assert_eq!(b.bytes(), P as usize);
     }
 
     #[test]

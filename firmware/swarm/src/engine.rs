@@ -27,6 +27,7 @@ use crate::announcer::{Announcer, AnnouncerConfig, Transfer};
 use crate::conn::{Conn, ConnEvent};
 use crate::disk::{self, Backend, Done, Job};
 use crate::storage::Storage;
+pub use crate::store_target::Readable;
 use crate::store_target::{self, Opened, StoreTarget, Wanted};
 
 /// Unsent bytes queued for one peer before the loop stops feeding it.
@@ -36,8 +37,9 @@ const RESUME_EVERY: Duration = Duration::from_secs(2);
 /// Wait before dialing an address again after a failure.
 const REDIAL: Duration = Duration::from_secs(2);
 /// Picker priority of files wanted with [`Control::Want`] `urgent`: above
-/// every other (1 = normal).
-const URGENT: u8 = 200;
+/// every other (1 = normal), and picked in piece order so the file can be
+/// streamed from its start.
+const URGENT: u8 = torrent::picker::IN_ORDER;
 /// Peer keys from here up are web seeds.
 const WEB_SEED_KEYS: PeerKey = 1 << 48;
 
@@ -89,6 +91,12 @@ pub struct Options {
     /// once per run. Files without data (empty, symlink, pad) are never
     /// sent.
     pub completed: Option<mpsc::UnboundedSender<usize>>,
+    /// Store target: each piece of a file wanted `urgent` as soon as its
+    /// verified bytes can be read from the file's `.part` (or object), and
+    /// when a file becomes urgent, its pieces verified before. A receiver
+    /// that lagged asks for the file again with [`Control::Want`] `urgent`
+    /// to hear them all once more. Fetch-on-miss streams from this.
+    pub readable: Option<tokio::sync::broadcast::Sender<Readable>>,
     /// Peers to connect to.
     pub peers: Vec<SocketAddr>,
     /// Accept incoming peers here. Trackers and LSD need it; without it
@@ -146,6 +154,7 @@ impl Options {
             target,
             control: None,
             completed: None,
+            readable: None,
             peers: Vec::new(),
             listen: None,
             seed: false,
@@ -256,12 +265,16 @@ pub async fn run(
         }
         Target::Store { store, wanted } => {
             let (m, s, w) = (Arc::clone(&meta), Arc::clone(store), wanted.clone());
-            let (target, opened) = tokio::task::spawn_blocking(move || StoreTarget::open(m, s, &w))
-                .await
-                .map_err(|e| crate::Error::Storage {
-                    path: target_path.clone(),
-                    reason: e.to_string(),
-                })??;
+            let (mut target, opened) =
+                tokio::task::spawn_blocking(move || StoreTarget::open(m, s, &w))
+                    .await
+                    .map_err(|e| crate::Error::Storage {
+                        path: target_path.clone(),
+                        reason: e.to_string(),
+                    })??;
+            if let Some(tx) = &opts.readable {
+                target.announce_readable(tx.clone());
+            }
             let Opened { have, selection } = opened;
             (Backend::Store(Box::new(target)), have, Some(selection))
         }
@@ -454,7 +467,10 @@ pub async fn run(
         seeds.extend(meta.web_seeds.iter().cloned());
     }
     if !seeds.is_empty() {
-        let client = crate::webseed::Client::new(crate::webseed::Config::default())?;
+        let client = crate::webseed::Client::new(crate::webseed::Config {
+            limits: opts.limits.down.clone(),
+            ..crate::webseed::Config::default()
+        })?;
         for (i, url) in seeds.iter().enumerate() {
             let key = WEB_SEED_KEYS + i as PeerKey;
             let seed = crate::webseed::WebSeed::new(url)?;

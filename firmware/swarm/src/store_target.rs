@@ -68,6 +68,17 @@ const DATA: u8 = 32;
 /// so nothing unverified is ever written into it.
 const SHARED: u8 = 64;
 
+/// A piece of a file wanted urgently whose verified bytes can now be read
+/// from the file's `.part` (or its object, once complete): what
+/// fetch-on-miss streams to a waiting client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readable {
+    /// Index of `meta.info.files`.
+    pub file: usize,
+    /// Piece index within the file (byte offset `piece * piece_length`).
+    pub piece: u32,
+}
+
 /// What the disk thread learned that the engine must hear.
 #[derive(Debug, Default)]
 pub struct News {
@@ -122,6 +133,8 @@ pub struct StoreTarget {
     spilled: HashSet<u32>,
     /// Read handles: (file, is object) → file.
     open: HashMap<(usize, bool), File>,
+    /// Where [`Readable`] pieces of urgent files are announced.
+    readable: Option<tokio::sync::broadcast::Sender<Readable>>,
 }
 
 /// Which files the engine must wait for. Kept on the engine's task: one
@@ -393,6 +406,7 @@ impl StoreTarget {
             max_buffered: MAX_BUFFERED,
             spilled: HashSet::new(),
             open: HashMap::new(),
+            readable: None,
         };
         Ok((
             target,
@@ -401,6 +415,35 @@ impl StoreTarget {
                 selection: sel,
             },
         ))
+    }
+
+    /// Announce the pieces of urgent files on `tx` as they become
+    /// readable (see [`Readable`]).
+    pub fn announce_readable(&mut self, tx: tokio::sync::broadcast::Sender<Readable>) {
+        self.readable = Some(tx);
+    }
+
+    /// Makes the verified pieces of urgent `file` readable from its `.part`
+    /// and announces `pieces` (local indices). Without a listener, nothing.
+    fn readable(
+        &mut self,
+        file: usize,
+        root: &Sha256,
+        pieces: impl Iterator<Item = u32>,
+    ) -> std::io::Result<()> {
+        let Some(tx) = self.readable.clone() else {
+            return Ok(());
+        };
+        if self.state[file] & DONE == 0 {
+            self.lock()?
+                .write_out(root)
+                .map_err(std::io::Error::other)?;
+        }
+        for piece in pieces {
+            // No receiver: nobody is waiting, which is fine.
+            let _ = tx.send(Readable { file, piece });
+        }
+        Ok(())
     }
 
     fn lock(&self) -> std::io::Result<MutexGuard<'_, Store>> {
@@ -550,6 +593,9 @@ impl StoreTarget {
                 self.mark_ready(file);
             }
         }
+        if self.state[file] & URGENT != 0 {
+            self.readable(file, &root, std::iter::once(local))?;
+        }
         if self.state[file] & (URGENT | READY) == URGENT | READY {
             completed.extend(self.complete(&[file])?);
         }
@@ -575,7 +621,20 @@ impl StoreTarget {
         *st |= WANTED;
         if urgent {
             *st |= URGENT;
+            // A client waits: what was verified before counts too (also
+            // when asked again after a lagging listener missed some).
+            let range = piece_range(&self.meta, file);
+            let first = range.start;
+            let had: Vec<u32> = range
+                .filter(|p| self.have.get(*p))
+                .map(|p| p - first)
+                .collect();
+            if !had.is_empty() {
+                let root = self.root(file)?;
+                self.readable(file, &root, had.into_iter())?;
+            }
         }
+        let st = &mut self.state[file];
         if *st & DONE != 0 {
             // Stored while unwanted, as a copy of a file with the same
             // content (by-hash): the engine learns it only now.

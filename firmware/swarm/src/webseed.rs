@@ -72,6 +72,10 @@ pub struct Config {
     /// Extra trusted root certificates (DER), for origins with a private
     /// CA; the webpki (Mozilla) roots are always trusted.
     pub extra_roots: Vec<Vec<u8>>,
+    /// Download rate limits the body bytes pass through (the torrent's and
+    /// the process's, as for peer connections): a metered link's limit
+    /// covers web seed traffic too.
+    pub limits: Vec<Arc<crate::rate::Limiter>>,
 }
 
 impl Default for Config {
@@ -90,6 +94,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(60),
             user_agent: concat!("swarmsync/", env!("CARGO_PKG_VERSION")).to_owned(),
             extra_roots: Vec::new(),
+            limits: Vec::new(),
         }
     }
 }
@@ -702,6 +707,9 @@ impl Client {
             };
             dst.copy_from_slice(&data);
             got = end;
+            for l in &self.cfg.limits {
+                l.take(data.len()).await;
+            }
         }
         if got < out.len() {
             return Err(Problem::Truncated {

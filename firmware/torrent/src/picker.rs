@@ -2,7 +2,9 @@
 //!
 //! Rarest first within priority classes, finishing started pieces before
 //! starting new ones (so verified pieces, and HAVEs for others, come
-//! early), and an endgame that duplicates the last outstanding requests so a
+//! early), except at [`IN_ORDER`] priority and above, where a client is
+//! waiting to be streamed the file from its start: those pieces go in
+//! piece order, like a video player's deadline pieces. Then an endgame that duplicates the last outstanding requests so a
 //! slow peer cannot hold the final piece hostage. Priorities exist for the
 //! node's subsets (0 = not wanted) and fetch-on-miss (a file a client is
 //! waiting for jumps the queue).
@@ -18,6 +20,10 @@ use std::collections::BTreeMap;
 
 use crate::bitfield::Bitfield;
 use crate::layout::{BLOCK, Layout};
+
+/// Pieces of this priority or higher are picked in piece order, not
+/// rarest first (fetch-on-miss streams a file from its start).
+pub const IN_ORDER: u8 = 200;
 
 /// Identifies a peer connection to the picker.
 pub type PeerKey = u64;
@@ -167,11 +173,12 @@ impl Picker {
             x ^ (x >> 29)
         };
         order.sort_by_key(|p| {
-            (
-                std::cmp::Reverse(self.priority[*p as usize]),
-                self.avail[*p as usize],
-                key(*p),
-            )
+            let prio = self.priority[*p as usize];
+            if prio >= IN_ORDER {
+                (std::cmp::Reverse(prio), 0, u64::from(*p))
+            } else {
+                (std::cmp::Reverse(prio), self.avail[*p as usize], key(*p))
+            }
         });
         self.order = order;
         self.scan_from = 0;
@@ -471,6 +478,28 @@ mod tests {
         let mut out = Vec::new();
         p.pick(10, &common, 1, &mut out);
         assert_eq!(out[0].piece, 3);
+    }
+
+    #[test]
+    fn urgent_pieces_go_in_piece_order() {
+        let n: u32 = 16;
+        let l = layout(&[16384 * n as usize], 16384);
+        let mut p = Picker::new(l, Bitfield::new(n), 11);
+        let all = Bitfield::full(n);
+        p.peer_has_all(&all);
+        // Rarity would say otherwise: the later pieces are rarest.
+        let mut late = Bitfield::new(n);
+        for i in 0..8 {
+            late.set(i);
+        }
+        p.peer_has_all(&late);
+        for i in 4..12 {
+            p.set_priority(i, IN_ORDER);
+        }
+        let mut out = Vec::new();
+        p.pick(1, &all, 8, &mut out);
+        let pieces: Vec<u32> = out.iter().map(|r| r.piece).collect();
+        assert_eq!(pieces, (4..12).collect::<Vec<u32>>());
     }
 
     #[test]

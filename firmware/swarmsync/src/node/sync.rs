@@ -656,12 +656,15 @@ impl ChannelTask {
             .map_or((0, 0), |c| (c.downloaded, c.uploaded));
         // Fetch-on-miss goes through this run's control channel.
         let (completed_tx, _) = broadcast::channel::<usize>(1024);
+        let (readable_tx, _) = broadcast::channel::<swarm::engine::Readable>(1024);
+        opts.readable = Some(readable_tx.clone());
         self.miss.set_engine(Some(super::miss::Engine {
             seq: r.seq,
             meta: Arc::clone(&meta),
             index_of: Arc::clone(&index_of),
             control: control_tx.clone(),
             completed: completed_tx.clone(),
+            readable: readable_tx,
             store: Arc::clone(&store),
         }));
         let this = Arc::clone(self);
