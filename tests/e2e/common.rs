@@ -130,3 +130,32 @@ pub fn current_seq(state: &Path) -> u64 {
         .and_then(|n| n.parse().ok())
         .expect("seq")
 }
+
+/// Whether the test runs as root (mounts in a namespace need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Free bytes of the filesystem holding `dir` (`stat -f`).
+pub fn fs_free(dir: &Path) -> u64 {
+    let out = Command::new("stat")
+        .args(["-f", "-c", "%a %S"])
+        .arg(dir)
+        .output()
+        .expect("run stat -f");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text
+        .split_whitespace()
+        .filter_map(|v| v.parse::<u64>().ok());
+    match (it.next(), it.next()) {
+        (Some(blocks), Some(size)) => blocks * size,
+        _ => panic!("stat -f {}: {text:?}", dir.display()),
+    }
+}

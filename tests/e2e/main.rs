@@ -3,6 +3,7 @@ mod common;
 mod demo;
 mod dht_release;
 mod keygen;
+mod leds;
 mod libtorrent;
 mod node;
 mod status;
