@@ -435,11 +435,21 @@ async fn miss_response(
         Err(e) => {
             HttpCounters::add(&shared.counters.misses, 1);
             tracing::warn!("http: {}: fetch on miss: {e:?}", req.uri().path());
-            let code = match e {
-                MissError::TimedOut => StatusCode::GATEWAY_TIMEOUT,
-                MissError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::BAD_GATEWAY,
+            let (code, reason) = match e {
+                MissError::TimedOut => (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "no bytes of it arrived in time".to_owned(),
+                ),
+                MissError::Busy => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "a new release is being synced; retry".to_owned(),
+                ),
+                MissError::Unavailable(why) => (StatusCode::BAD_GATEWAY, why),
+                MissError::NotFound => (StatusCode::NOT_FOUND, String::new()),
             };
+            shared
+                .counters
+                .miss_failed(req.uri().path(), code.as_u16(), reason);
             return status(code, head);
         }
     };

@@ -49,6 +49,7 @@ struct Fixture {
     file: std::fs::File,
     ready: watch::Sender<u64>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    board: serve::StatusBoard,
 }
 
 async fn start(stall: Duration) -> Fixture {
@@ -61,13 +62,14 @@ async fn start(stall: Duration) -> Fixture {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = Server::new(vec![Mount::new("/m", &root)], serve::Config::default()).miss(
-        Arc::new(OneFile {
+    let board = serve::StatusBoard::new();
+    let server = Server::new(vec![Mount::new("/m", &root)], serve::Config::default())
+        .miss(Arc::new(OneFile {
             path,
             ready: rx,
             stall,
-        }),
-    );
+        }))
+        .status(board.clone());
     tokio::spawn(async move {
         let _ = server
             .run(listener, async move {
@@ -81,6 +83,7 @@ async fn start(stall: Duration) -> Fixture {
         file,
         ready: tx,
         stop: Some(stop_tx),
+        board,
     }
 }
 
@@ -220,6 +223,11 @@ async fn a_failed_fetch_cuts_the_body_short_and_errors_keep_their_status() {
         request(f.port, "/m/none.bin", "").await.1.split(' ').nth(1),
         Some("404")
     );
+    // The failure is on the status board (page, status.json, metrics).
+    let http = f.board.snapshot().http;
+    assert_eq!(http.miss_failures, 1);
+    let last = http.last_miss_failure.expect("a recorded failure");
+    assert_eq!((last.path.as_str(), last.status), ("/m/slow.bin", 504));
 }
 
 #[tokio::test]

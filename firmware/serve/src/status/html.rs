@@ -132,14 +132,25 @@ pub fn render_html(s: &Status) -> String {
     let _ = write!(
         out,
         "<h2>HTTP</h2>\n<p class=\"small\">requests {} · sent {} · open connections {} \
-         ({} since start) · not found {} · fetched on miss {}</p>\n",
+         ({} since start) · not found {} · fetched on miss {} ({} failed)</p>\n",
         h.requests,
         bytes(h.bytes_sent),
         h.connections,
         h.connections_total,
         h.not_found,
-        h.misses
+        h.misses,
+        h.miss_failures
     );
+    if let Some(f) = &h.last_miss_failure {
+        let _ = writeln!(
+            out,
+            "<p class=\"small\">Last failed fetch on miss: {} → {} ({}), {}</p>",
+            escape(&f.path),
+            f.status,
+            escape(&f.reason),
+            relative(f.at, now)
+        );
+    }
     let _ = write!(
         out,
         "<p class=\"small\">Machine-readable: <a href=\"status.json\">status.json</a>, \
@@ -371,6 +382,13 @@ pub(super) mod tests {
                 connections_total: 99,
                 not_found: 7,
                 misses: 1,
+                miss_failures: 1,
+                last_miss_failure: Some(super::super::MissFailure {
+                    path: "/debian/<x>.deb".into(),
+                    status: 504,
+                    reason: "timed out".into(),
+                    at: 1,
+                }),
             },
         }
     }

@@ -292,6 +292,12 @@ pub fn render_metrics(s: &Status) -> String {
         "Requested files that were not on disk yet (fetch-on-miss).",
         h.misses,
     );
+    w.single(
+        "swarmsync_http_miss_failures_total",
+        "counter",
+        "Fetch-on-miss requests answered 502, 503 or 504.",
+        h.miss_failures,
+    );
     w.out
 }
 

@@ -149,6 +149,24 @@ pub struct HttpStats {
     pub not_found: u64,
     /// Files requested that were not on disk yet (fetch-on-miss).
     pub misses: u64,
+    /// Of those, the ones answered 502, 503 or 504.
+    pub miss_failures: u64,
+    /// The latest of those failures.
+    pub last_miss_failure: Option<MissFailure>,
+}
+
+/// A fetch-on-miss that was answered with an error status.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct MissFailure {
+    /// The request path.
+    pub path: String,
+    /// The status sent (502, 503 or 504).
+    pub status: u16,
+    /// Why, in words.
+    pub reason: String,
+    /// When (Unix seconds).
+    pub at: u64,
 }
 
 impl Status {
@@ -173,11 +191,29 @@ pub(crate) struct HttpCounters {
     pub connections_total: AtomicU64,
     pub not_found: AtomicU64,
     pub misses: AtomicU64,
+    pub miss_failures: AtomicU64,
+    pub last_miss_failure: std::sync::Mutex<Option<MissFailure>>,
 }
 
 impl HttpCounters {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records a fetch-on-miss answered with an error status.
+    pub fn miss_failed(&self, path: &str, status: u16, reason: String) {
+        Self::add(&self.miss_failures, 1);
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Ok(mut last) = self.last_miss_failure.lock() {
+            *last = Some(MissFailure {
+                path: path.chars().take(512).collect(),
+                status,
+                reason,
+                at,
+            });
+        }
     }
 
     fn stats(&self) -> HttpStats {
@@ -189,6 +225,8 @@ impl HttpCounters {
             connections_total: get(&self.connections_total),
             not_found: get(&self.not_found),
             misses: get(&self.misses),
+            miss_failures: get(&self.miss_failures),
+            last_miss_failure: self.last_miss_failure.lock().ok().and_then(|l| l.clone()),
         }
     }
 }

@@ -64,6 +64,16 @@ pub fn render_text(s: &Status) -> String {
             .collect();
         let _ = writeln!(out, "leds: {}", leds.join(", "));
     }
+    if let Some(f) = &s.http.last_miss_failure {
+        let _ = writeln!(
+            out,
+            "last failed fetch on miss: {} -> {} ({}), {}",
+            clean(&f.path),
+            f.status,
+            clean(&f.reason),
+            relative(f.at, now)
+        );
+    }
     out
 }
 
@@ -157,7 +167,12 @@ mod tests {
             "  error: peer said <img src=x onerror=alert(1)> & left"
         );
         assert_eq!(lines[5], "leds: usr0 heartbeat (running), usr1 on (synced)");
-        assert_eq!(lines.len(), 6);
+        assert!(
+            lines[6].starts_with("last failed fetch on miss: /debian/<x>.deb -> 504 (timed out), "),
+            "{}",
+            lines[6]
+        );
+        assert_eq!(lines.len(), 7);
         assert!(render_text(&Status::default()).contains("no channels\n"));
     }
 
@@ -166,9 +181,12 @@ mod tests {
         let mut s = sample();
         s.channels[0].name = "a\x1b]0;owned\x07b\nc".into();
         s.leds[0].meaning = "\x1b[2J".into();
+        if let Some(f) = s.http.last_miss_failure.as_mut() {
+            f.path = "/x\n\x1b[31mred".into();
+        }
         let text = render_text(&s);
         assert!(!text.contains('\x1b') && !text.contains('\x07'));
         assert!(text.contains("a?]0;owned?b?c /debian"));
-        assert_eq!(text.lines().count(), 6, "no injected line");
+        assert_eq!(text.lines().count(), 7, "no injected line");
     }
 }
