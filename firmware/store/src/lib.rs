@@ -75,6 +75,7 @@ mod partial;
 mod snapshot;
 mod verify;
 mod writebuf;
+mod xattr;
 
 #[cfg(test)]
 mod crash_disk;
@@ -100,6 +101,7 @@ pub use crate::gc::GcReport;
 pub use crate::partial::{Begin, FileSpec, PieceOutcome};
 pub use crate::snapshot::Entry;
 pub use crate::verify::{Fault, VerifyReport};
+pub use crate::xattr::ROOT_XATTR;
 
 /// The store under one data directory. See the crate doc for the rules.
 ///

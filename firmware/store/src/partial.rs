@@ -357,6 +357,10 @@ impl Store {
         let object = self.layout.object(root);
         let bucket = self.layout.object_bucket(root);
         if !self.has_object(root) {
+            // The root as an xattr (the server's strong ETag): while the
+            // file is still writable, and before the fsync and rename so it
+            // is durable with the object. Best effort: see `xattr`.
+            crate::xattr::set_root(&part, root);
             self.disk
                 .set_readonly(&part)
                 .map_err(io_err("make read-only", &part))?;

@@ -2,7 +2,8 @@
 //!
 //! Why re-hash everything instead of trusting the index: this is the tool
 //! for "is my SD card lying?". It checks that each object hashes to its
-//! name, each piece the index calls verified hashes right in its `.part`,
+//! name (and that its `user.swarmsync.root` attribute, which becomes the
+//! HTTP ETag, agrees when present), each piece the index calls verified hashes right in its `.part`,
 //! each snapshot entry exists and is a link to a present object, and
 //! `current` names a recorded, present snapshot.
 //!
@@ -25,6 +26,7 @@ use crate::index::{ENTRIES, LAYER, PARTIALS, SNAPSHOTS, VERIFIED, piece_key, pie
 use crate::layout::object_root;
 use crate::partial::{piece_count, piece_size};
 use crate::snapshot::Entry;
+use crate::xattr::{self, ROOT_XATTR};
 use crate::{Store, read_dir};
 
 /// Faults kept in a report; more are only counted.
@@ -170,6 +172,19 @@ impl Store {
                     ),
                     Ok(None) => r.fault(&path, "object is empty or changed while read"),
                     Err(e) => r.fault(&path, format!("cannot read object: {e}")),
+                }
+                // The server's ETag comes from this attribute: one that
+                // names another root would tag the content wrongly.
+                match xattr::read_root(&path) {
+                    xattr::Recorded::Absent => {}
+                    xattr::Recorded::Root(got) if got == root => {}
+                    xattr::Recorded::Root(got) => r.fault(
+                        &path,
+                        format!("{ROOT_XATTR} says {}, not its name", to_hex(&got)),
+                    ),
+                    xattr::Recorded::Malformed => {
+                        r.fault(&path, format!("{ROOT_XATTR} is not 64 hex digits"))
+                    }
                 }
             }
         }
