@@ -34,6 +34,8 @@ use crate::cond::Validators;
 #[derive(Debug)]
 pub struct Entry {
     pub body: Bytes,
+    /// Exactly those the lookup that read the body made (the content-root
+    /// ETag included), so a response from memory and one from disk agree.
     pub validators: Validators,
     /// The canonical snapshot root it came from (for sticky pins).
     pub root: PathBuf,

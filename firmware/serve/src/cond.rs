@@ -22,11 +22,31 @@ pub struct Validators {
     pub modified: SystemTime,
 }
 
+/// The extended attribute in which the store records an object's v2
+/// pieces root (64 hex digits); the same name as `store::ROOT_XATTR`,
+/// repeated here so the server does not depend on the store.
+pub const ROOT_XATTR: &str = "user.swarmsync.root";
+
 impl Validators {
-    /// Validators from file metadata: the ETag is made from inode, size and
-    /// modification time in nanoseconds. Files in a snapshot are immutable,
-    /// so this changes exactly when the content does; once the store keeps
-    /// content hashes it will be the v2 pieces root instead.
+    /// Validators of an open file: the ETag is its v2 pieces root when the
+    /// store recorded one on it (the same on every node serving the same
+    /// content, so a client moving between LAN mirrors keeps its cache and
+    /// its `If-Range`), else [`Validators::from_metadata`]'s. One
+    /// `fgetxattr` on the descriptor already open: blocking work, like the
+    /// open itself.
+    pub fn from_file(file: &std::fs::File, meta: &std::fs::Metadata) -> Self {
+        let mut v = Self::from_metadata(meta);
+        if let Some(root) = recorded_root(file) {
+            v.etag = format!("\"{root}\"");
+        }
+        v
+    }
+
+    /// Validators from file metadata alone: the ETag is made from inode,
+    /// size and modification time in nanoseconds. Files in a snapshot are
+    /// immutable, so this changes exactly when the content does, but it
+    /// differs between nodes; the fallback for files without a recorded
+    /// root (filesystems without user xattrs, trees not from a store).
     pub fn from_metadata(meta: &std::fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
         let nanos = meta.mtime() as i128 * 1_000_000_000 + i128::from(meta.mtime_nsec());
@@ -38,6 +58,27 @@ impl Validators {
     /// The `Last-Modified` value.
     pub fn last_modified(&self) -> String {
         httpdate::fmt_http_date(self.modified)
+    }
+}
+
+/// The root recorded on `file`, in lowercase hex, if the attribute is
+/// exactly 64 hex digits. The read is bounded: a longer value fails with
+/// ERANGE and counts as absent, like any other error.
+fn recorded_root(file: &std::fs::File) -> Option<String> {
+    let mut buf = [0u8; 64];
+    match rustix::fs::fgetxattr(file, ROOT_XATTR, &mut buf) {
+        Ok(64) if buf.iter().all(u8::is_ascii_hexdigit) => Some(
+            buf.iter()
+                .map(|b| char::from(b.to_ascii_lowercase()))
+                .collect(),
+        ),
+        Ok(_) => None,
+        // Not recorded, or a filesystem without user xattrs: expected.
+        Err(rustix::io::Errno::NODATA | rustix::io::Errno::NOTSUP) => None,
+        Err(e) => {
+            tracing::debug!("http: cannot read {ROOT_XATTR}: {e}");
+            None
+        }
     }
 }
 
@@ -230,6 +271,40 @@ mod tests {
             h.append(name, HeaderValue::from_str(val).expect("test header value"));
         }
         h
+    }
+
+    #[test]
+    fn the_recorded_root_is_the_etag() -> std::io::Result<()> {
+        use rustix::fs::{XattrFlags, fsetxattr};
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"content")?;
+        let file = std::fs::File::open(&path)?;
+        let meta = file.metadata()?;
+        let plain = Validators::from_metadata(&meta);
+        assert_eq!(Validators::from_file(&file, &meta), plain, "no attribute");
+        let root = "0123456789abcdef".repeat(4);
+        if let Err(e) = fsetxattr(&file, ROOT_XATTR, root.as_bytes(), XattrFlags::empty()) {
+            eprintln!("skipped: {} refuses user xattrs: {e}", dir.path().display());
+            return Ok(());
+        }
+        let v = Validators::from_file(&file, &meta);
+        assert_eq!(v.etag, format!("\"{root}\""));
+        assert_eq!(v.modified, plain.modified);
+        // Upper case is the same root.
+        fsetxattr(
+            &file,
+            ROOT_XATTR,
+            root.to_uppercase().as_bytes(),
+            XattrFlags::empty(),
+        )?;
+        assert_eq!(Validators::from_file(&file, &meta).etag, v.etag);
+        // Anything but 64 hex digits: the metadata tag.
+        for bad in [&root.as_bytes()[..63], &[b'g'; 64], &[b'a'; 65], b"\"x\""] {
+            fsetxattr(&file, ROOT_XATTR, bad, XattrFlags::empty())?;
+            assert_eq!(Validators::from_file(&file, &meta), plain, "{bad:?}");
+        }
+        Ok(())
     }
 
     #[test]

@@ -204,10 +204,11 @@ impl Shared {
 enum Lookup {
     NotFound,
     Forbidden,
-    /// An open file, its metadata and, when it is small and a GET wants it,
-    /// its whole content (read in the same blocking task: one hop to the
-    /// blocking pool per small request instead of two).
-    File(std::fs::File, std::fs::Metadata, Option<Bytes>),
+    /// An open file, its length and validators (from the open file's
+    /// metadata; the ETag may take an fgetxattr) and, when it is small and
+    /// a GET wants it, its whole content (read in the same blocking task:
+    /// one hop to the blocking pool per small request instead of two).
+    File(std::fs::File, u64, Validators, Option<Bytes>),
     Dir(Vec<Entry>, bool),
     /// A directory asked for without its trailing slash.
     DirRedirect,
@@ -373,11 +374,11 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
             if let (Some(cache), Some(target), Some(after), Some(used_root)) =
                 (cache, target, after, used_root)
                 && target == after
-                && let Lookup::File(_, meta, Some(body)) = &found
+                && let Lookup::File(_, _, validators, Some(body)) = &found
             {
                 let entry = crate::cache::Entry {
                     body: body.clone(),
-                    validators: Validators::from_metadata(meta),
+                    validators: validators.clone(),
                     root: used_root,
                 };
                 cache.put(target, rest.to_vec(), entry);
@@ -406,12 +407,11 @@ async fn respond(shared: &Shared, client: IpAddr, req: &Request<Incoming>) -> Re
         Lookup::Dir(entries, truncated) => {
             listing_response(req, &decoded, &entries, truncated, head)
         }
-        Lookup::File(file, meta, inline) => {
+        Lookup::File(file, len, v, inline) => {
             let content = match inline {
                 Some(bytes) => Content::Inline(bytes),
-                None => Content::File(file, meta.len()),
+                None => Content::File(file, len),
             };
-            let v = Validators::from_metadata(&meta);
             file_response(shared, req, content, &v, &decoded, head)
         }
     }
@@ -461,12 +461,12 @@ async fn miss_response(
     let opened = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path)?;
         let meta = file.metadata()?;
-        Ok::<_, std::io::Error>((file, meta))
+        let v = Validators::from_file(&file, &meta);
+        Ok::<_, std::io::Error>((file, meta, v))
     })
     .await;
     match opened {
-        Ok(Ok((file, meta))) if meta.is_file() => {
-            let v = Validators::from_metadata(&meta);
+        Ok(Ok((file, meta, v))) if meta.is_file() => {
             let content = Content::File(file, meta.len());
             file_response(shared, req, content, &v, decoded, head)
         }
@@ -711,12 +711,13 @@ fn lookup_resolved(
             // Metadata from the open file, so validators and length describe
             // exactly what will be read.
             let meta = file.metadata()?;
+            let v = Validators::from_file(&file, &meta);
             let inline = if inline_body && meta.len() <= INLINE_MAX {
                 Some(read_small(&file, meta.len())?)
             } else {
                 None
             };
-            Ok(Lookup::File(file, meta, inline))
+            Ok(Lookup::File(file, meta.len(), v, inline))
         }
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(Lookup::Forbidden),
         Err(e) => Err(e),
