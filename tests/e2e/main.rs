@@ -2,6 +2,7 @@
 mod common;
 mod demo;
 mod dht_release;
+mod etag;
 mod keygen;
 mod leds;
 mod libtorrent;

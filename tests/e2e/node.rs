@@ -100,6 +100,8 @@ fn a_node_learns_a_release_from_its_peer() {
     let logs = [origin_log.as_path(), l1.as_path(), l2.as_path()];
     wait_seq(h1, first, Duration::from_secs(60), "node1", &logs);
     wait_seq(h2, first, Duration::from_secs(60), "node2", &logs);
+    // Both nodes tag the same content with the same strong ETag.
+    crate::etag::same_content_etag(&[h1, h2], "/c/pool/a.deb", &[7u8; 200_000], d);
 
     std::fs::write(tree.join("Release"), b"two\n").expect("write");
     run_within(&mut publish(true), Duration::from_secs(60)).ok();

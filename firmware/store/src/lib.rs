@@ -101,7 +101,7 @@ pub use crate::gc::GcReport;
 pub use crate::partial::{Begin, FileSpec, PieceOutcome};
 pub use crate::snapshot::Entry;
 pub use crate::verify::{Fault, VerifyReport};
-pub use crate::xattr::ROOT_XATTR;
+pub use crate::xattr::{ROOT_XATTR, record_root, recorded_root};
 
 /// The store under one data directory. See the crate doc for the rules.
 ///

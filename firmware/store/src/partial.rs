@@ -360,7 +360,7 @@ impl Store {
             // The root as an xattr (the server's strong ETag): while the
             // file is still writable, and before the fsync and rename so it
             // is durable with the object. Best effort: see `xattr`.
-            crate::xattr::set_root(&part, root);
+            crate::xattr::record_root(&part, root);
             self.disk
                 .set_readonly(&part)
                 .map_err(io_err("make read-only", &part))?;

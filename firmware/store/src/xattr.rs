@@ -24,11 +24,13 @@ use torrent::hash::{Sha256, to_hex};
 /// Name of the extended attribute holding an object's pieces root.
 pub const ROOT_XATTR: &str = "user.swarmsync.root";
 
-/// Records `root` on the file at `path`. Must run while the file is still
-/// writable by its owner (user xattrs need write permission) and before it
-/// is fsynced and renamed into `objects/`, so it is durable with the file.
-/// Returns whether the filesystem took it.
-pub(crate) fn set_root(path: &Path, root: &Sha256) -> bool {
+/// Records `root` on the file at `path` (the store does it for every
+/// object it completes; public for tools and tests that build trees of
+/// their own). For an object it must run while the file is still writable
+/// by its owner (user xattrs need write permission) and before it is
+/// fsynced and renamed into `objects/`, so it is durable with the file.
+/// Returns whether the filesystem took it; a refusal is only logged.
+pub fn record_root(path: &Path, root: &Sha256) -> bool {
     let hex = to_hex(root);
     match rustix::fs::setxattr(path, ROOT_XATTR, hex.as_bytes(), XattrFlags::empty()) {
         Ok(()) => true,
@@ -39,6 +41,14 @@ pub(crate) fn set_root(path: &Path, root: &Sha256) -> bool {
             );
             false
         }
+    }
+}
+
+/// The root recorded on the file at `path`, if it is well-formed.
+pub fn recorded_root(path: &Path) -> Option<Sha256> {
+    match read_root(path) {
+        Recorded::Root(root) => Some(root),
+        Recorded::Absent | Recorded::Malformed => None,
     }
 }
 
@@ -103,11 +113,12 @@ mod tests {
         std::fs::write(&path, b"x")?;
         assert_eq!(read_root(&path), Recorded::Absent);
         let root = [7u8; 32];
-        if !set_root(&path, &root) {
+        if !record_root(&path, &root) {
             eprintln!("skipped: {} refuses user xattrs", dir.path().display());
             return Ok(());
         }
         assert_eq!(read_root(&path), Recorded::Root(root));
+        assert_eq!(recorded_root(&path), Some(root));
         rustix::fs::setxattr(&path, ROOT_XATTR, b"nonsense", XattrFlags::empty())?;
         assert_eq!(read_root(&path), Recorded::Malformed);
         rustix::fs::setxattr(&path, ROOT_XATTR, &[b'a'; 100], XattrFlags::empty())?;
@@ -139,7 +150,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let probe = dir.path().join("probe");
         std::fs::write(&probe, b"")?;
-        if !set_root(&probe, &[0u8; 32]) {
+        if !record_root(&probe, &[0u8; 32]) {
             eprintln!("skipped: {} refuses user xattrs", dir.path().display());
             return Ok(());
         }
