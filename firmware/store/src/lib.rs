@@ -17,6 +17,10 @@
 //! <data>/index.redb              partials, piece layers, verified pieces, snapshots, refs
 //! ```
 //!
+//! Each object also carries its root as the extended attribute
+//! [`ROOT_XATTR`] where the filesystem allows, so the HTTP server can tag a
+//! snapshot file with its content hash from the open descriptor alone.
+//!
 //! # Driving it
 //!
 //! The swarm engine calls, per file: [`Store::begin_file`], then
