@@ -314,8 +314,26 @@ fn a_missing_file_is_streamed_as_its_pieces_verify() {
         "streamed bytes differ ({} bytes)",
         body.len()
     );
-    // Complete now: served from the object like any other file.
+    // Complete now: served from the object like any other file, with the
+    // ETag the stream announced (the content hash), so a client can
+    // resume an interrupted stream with If-Range.
     assert_eq!(http_get(s.http, "/c/other/big.iso"), (200, s.big.clone()));
+    let streamed_tag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .map(str::to_owned);
+    assert!(streamed_tag.is_some(), "no ETag while streaming: {head}");
+    let mut c = TcpStream::connect(("127.0.0.1", s.http)).expect("connect");
+    write!(
+        c,
+        "HEAD /c/other/big.iso HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = String::new();
+    c.read_to_string(&mut raw).expect("read");
+    let raw = raw.to_lowercase();
+    let final_tag = raw.lines().find_map(|l| l.strip_prefix("etag: "));
+    assert_eq!(streamed_tag.as_deref(), final_tag, "{raw}");
     s.stop_and_verify();
 }
 

@@ -55,6 +55,10 @@ pub struct Growing {
     pub open: Arc<dyn Fn() -> std::io::Result<File> + Send + Sync>,
     /// Longest wait for more verified bytes before the response is cut off.
     pub stall: Duration,
+    /// The complete file's strong ETag (quotes included), when the handler
+    /// knows it already: the content hash names the bytes before they are
+    /// all there, so an interrupted download can resume with If-Range.
+    pub etag: Option<String>,
 }
 
 /// The answer of a [`Miss`] handler.

@@ -474,11 +474,11 @@ async fn miss_response(
     }
 }
 
-/// A file still being fetched: its length is known, its validators are
-/// not (the object's ETag and date exist once it is complete), so
-/// conditional requests are answered as if unconditional and If-Range
-/// falls back to the whole file. A single Range is served from its start
-/// once those bytes verify.
+/// A file still being fetched: its length is known, and its ETag when the
+/// handler names the content hash, but not its date (the object is dated
+/// when it is complete). So If-None-Match and If-Range work with that ETag,
+/// a date never validates (If-Range falls back to the whole file), and a
+/// single Range is served from its start once those bytes verify.
 fn growing_response(
     shared: &Shared,
     req: &Request<Incoming>,
@@ -491,18 +491,34 @@ fn growing_response(
     let mut resp = Response::new(Body::Empty);
     let h = resp.headers_mut();
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(
+    let tag = g.etag.clone().filter(|t| HeaderValue::from_str(t).is_ok());
+    if let Some(tag) = &tag {
+        if let Ok(v) = HeaderValue::from_str(tag) {
+            h.insert(header::ETAG, v);
+        }
+        if cond::none_match(req.headers(), tag) {
+            *resp.status_mut() = StatusCode::NOT_MODIFIED;
+            return resp;
+        }
+    }
+    resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(content_type(name)),
     );
-    let unknown = Validators {
-        etag: String::new(),
+    let if_range_holds = match req.headers().get(header::IF_RANGE) {
+        None => true,
+        Some(v) => tag
+            .as_deref()
+            .is_some_and(|t| v.to_str().is_ok_and(|s| s.trim() == t)),
+    };
+    let v = Validators {
+        etag: tag.unwrap_or_default(),
         modified: std::time::UNIX_EPOCH,
     };
-    let decision = if head || req.headers().contains_key(header::IF_RANGE) {
+    let decision = if head || !if_range_holds {
         RangeDecision::Full
     } else {
-        cond::range(req.headers(), &unknown, len)
+        cond::range(req.headers(), &v, len)
     };
     let (start, count) = match decision {
         RangeDecision::Full => (0, len),

@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 const LEN: usize = 300_000;
+const TAG: &str = "\"0123abcd\"";
 
 fn content() -> Vec<u8> {
     (0..LEN as u32).map(|i| (i * 31 % 253) as u8).collect()
@@ -34,6 +35,7 @@ impl Miss for OneFile {
                     ready: self.ready.clone(),
                     open: Arc::new(move || std::fs::File::open(&path)),
                     stall: self.stall,
+                    etag: Some(TAG.to_owned()),
                 }))
             }
             Some("slow.bin") => Err(MissError::TimedOut),
@@ -185,16 +187,33 @@ async fn a_range_waits_for_its_bytes_and_if_range_gets_the_whole_file() {
     f.verify(&data[50_000..]);
     read_until(&mut s, &mut body, 100, Duration::from_secs(10)).await;
     assert_eq!(body, data[200_000..200_100]);
-    // No validator is known yet: If-Range cannot hold, so 200 and all.
+    // If-Range with the content's ETag holds: a resumed download.
     let (mut s, head, mut body) = request(
         f.port,
         "/m/grow.bin",
-        "Range: bytes=10-\r\nIf-Range: \"abc\"\r\n",
+        &format!("Range: bytes=10-\r\nIf-Range: {TAG}\r\n"),
     )
     .await;
-    assert!(head.starts_with("http/1.1 200"), "{head}");
-    read_until(&mut s, &mut body, LEN, Duration::from_secs(10)).await;
-    assert_eq!(body, data);
+    assert!(head.starts_with("http/1.1 206"), "{head}");
+    assert!(head.contains(&format!("etag: {TAG}")), "{head}");
+    read_until(&mut s, &mut body, LEN - 10, Duration::from_secs(10)).await;
+    assert_eq!(body, data[10..]);
+    // Another tag, or a date (no Last-Modified before the file is
+    // complete), cannot hold: 200 and the whole file.
+    for if_range in ["\"abc\"", "Wed, 25 Nov 2026 10:00:00 GMT"] {
+        let (mut s, head, mut body) = request(
+            f.port,
+            "/m/grow.bin",
+            &format!("Range: bytes=10-\r\nIf-Range: {if_range}\r\n"),
+        )
+        .await;
+        assert!(head.starts_with("http/1.1 200"), "{if_range}: {head}");
+        read_until(&mut s, &mut body, LEN, Duration::from_secs(10)).await;
+        assert_eq!(body, data);
+    }
+    // If-None-Match with it: 304.
+    let (_, head, _) = request(f.port, "/m/grow.bin", &format!("If-None-Match: {TAG}\r\n")).await;
+    assert!(head.starts_with("http/1.1 304"), "{head}");
 }
 
 #[tokio::test]

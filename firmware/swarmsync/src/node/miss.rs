@@ -149,6 +149,9 @@ impl ChannelMiss {
             ready: rx,
             open: Arc::new(move || open_either(&partial, &object)),
             stall: WAIT,
+            // The same strong tag the object gets served with (serve's
+            // content-hash ETag).
+            etag: Some(format!("\"{}\"", torrent::hash::to_hex(&root))),
         }))
     }
 }
