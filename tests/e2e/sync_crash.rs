@@ -30,6 +30,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use store::Store;
+
+use crate::common::{fs_free, is_root};
 use torrent::hash::Sha256;
 
 use crate::sync_attacks::{
@@ -383,17 +385,6 @@ fn node_survives_sigkill_during_sync_switch_and_gc() {
 
 // --- disk full ---------------------------------------------------------------------------
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// Tree of the disk-full test: release 1 is about 1 MiB, release 2 adds
 /// about 3 MiB.
 fn full_tree(n: u64) -> Vec<(String, Vec<u8>)> {
@@ -501,21 +492,4 @@ fn node_reports_a_full_disk_keeps_serving_and_resumes() {
             .filter(|l| l.contains("ERROR") && l.contains("index"))
             .count()
     );
-}
-
-/// Free bytes of the filesystem holding `dir` (`stat -f`).
-fn fs_free(dir: &Path) -> u64 {
-    let out = Command::new("stat")
-        .args(["-f", "-c", "%a %S"])
-        .arg(dir)
-        .output()
-        .expect("run stat -f");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut it = text
-        .split_whitespace()
-        .filter_map(|v| v.parse::<u64>().ok());
-    match (it.next(), it.next()) {
-        (Some(blocks), Some(size)) => blocks * size,
-        _ => panic!("stat -f {}: {text:?}", dir.display()),
-    }
 }

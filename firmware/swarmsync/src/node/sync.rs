@@ -165,6 +165,16 @@ impl ChannelTask {
         });
     }
 
+    /// Shows the served release as expired once the (no-RTC) time floor
+    /// reaches its `expires`: the rule `channel::accept` applies.
+    fn mark_expired(&self, installed: Option<&channel::Release>, newest_created: Option<u64>) {
+        if let Some(r) = installed
+            && channel::time_floor(now_secs(), newest_created) >= r.expires
+        {
+            self.status(|c| c.state = "expired".into());
+        }
+    }
+
     fn error(&self, e: &str) {
         tracing::error!("channel {}: {e}", self.name);
         let e = e.to_owned();
@@ -229,6 +239,12 @@ impl ChannelTask {
                     }
                     () = crate::signals::stopped(&mut stop) => break,
                     Some(p) = recv_heard(&mut heard) => gossip = Some(p),
+                    // The installed release expires: say so at that second,
+                    // not at the next poll (a minute later by default).
+                    () = until_unix(installed.as_ref().map(|r| r.expires)) => {
+                        this.mark_expired(installed.as_ref(), newest_created);
+                        continue;
+                    }
                 }
             }
             first = false;
@@ -304,11 +320,7 @@ impl ChannelTask {
                 }
             }
             // Expiry of what is served.
-            if let Some(r) = &installed
-                && r.expires < floor
-            {
-                this.status(|c| c.state = "expired".into());
-            }
+            this.mark_expired(installed.as_ref(), newest_created);
             let Some((release, bytes)) = best else {
                 continue;
             };
@@ -883,6 +895,15 @@ fn stamp_new_objects(st: &Store, entries: &[(Vec<String>, Entry)], created: u64)
         if newer && let Err(err) = f.set_times(std::fs::FileTimes::new().set_modified(when)) {
             tracing::debug!("cannot date {}: {err}", path.display());
         }
+    }
+}
+
+/// Resolves at Unix second `at` when that is still ahead; never otherwise
+/// (a time already past was dealt with when it was reached).
+async fn until_unix(at: Option<u64>) {
+    match at.map(|t| t.saturating_sub(now_secs())) {
+        Some(ahead) if ahead > 0 => tokio::time::sleep(Duration::from_secs(ahead)).await,
+        _ => std::future::pending().await,
     }
 }
 
