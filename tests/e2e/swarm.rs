@@ -11,7 +11,7 @@
 //! the misbehaving peer). Missing packages fail the tests, they never skip
 //! them: tools/setup installs them.
 //!
-//! Measured quirks that shape these tests (docs: /work/shared/toolchain.md):
+//! Measured quirks that shape these tests (see the project toolchain notes):
 //! Transmission 3.00 cannot open hybrid torrents and aria2 1.36 gets their
 //! v1 infohash wrong, so both get v1 torrents; Transmission ignores
 //! tracker-given peers at 127.x and neither takes a peer address on the
