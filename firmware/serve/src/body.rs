@@ -156,16 +156,7 @@ impl Body {
         chunk: usize,
         budget: Arc<Semaphore>,
     ) -> Self {
-        Body::File(FileBody {
-            file: Some(Arc::new(file)),
-            gate: None,
-            offset,
-            remaining: len,
-            chunk: chunk.max(1),
-            budget,
-            pending_len: 0,
-            step: Step::Idle,
-        })
+        FileBody::start(Some(Arc::new(file)), None, offset, len, chunk, budget)
     }
 
     /// Streams `len` bytes of a file still being fetched, from `offset`,
@@ -177,9 +168,22 @@ impl Body {
         chunk: usize,
         budget: Arc<Semaphore>,
     ) -> Self {
+        FileBody::start(None, Some(Gate { growing }), offset, len, chunk, budget)
+    }
+}
+
+impl FileBody {
+    fn start(
+        file: Option<Arc<std::fs::File>>,
+        gate: Option<Gate>,
+        offset: u64,
+        len: u64,
+        chunk: usize,
+        budget: Arc<Semaphore>,
+    ) -> Body {
         Body::File(FileBody {
-            file: None,
-            gate: Some(Gate { growing }),
+            file,
+            gate,
             offset,
             remaining: len,
             chunk: chunk.max(1),

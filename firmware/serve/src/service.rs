@@ -474,6 +474,34 @@ async fn miss_response(
     }
 }
 
+/// Applies a range decision to `resp` (206 and Content-Range for a part):
+/// the span `(start, count)` to send, or `None` for a 416
+/// ([`unsatisfiable`]).
+fn ranged(resp: &mut Response<Body>, decision: RangeDecision, len: u64) -> Option<(u64, u64)> {
+    match decision {
+        RangeDecision::Full => Some((0, len)),
+        RangeDecision::Partial { start, end } => {
+            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            if let Ok(cr) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, cr);
+            }
+            Some((start, end - start + 1))
+        }
+        RangeDecision::Unsatisfiable => None,
+    }
+}
+
+/// 416 for a file of `len` bytes.
+fn unsatisfiable(len: u64, head: bool) -> Response<Body> {
+    let mut r = status(StatusCode::RANGE_NOT_SATISFIABLE, head);
+    if let Ok(cr) = HeaderValue::from_str(&format!("bytes */{len}")) {
+        r.headers_mut().insert(header::CONTENT_RANGE, cr);
+    }
+    r.headers_mut()
+        .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    r
+}
+
 /// A file still being fetched: its length is known, and its ETag when the
 /// handler names the content hash, but not its date (the object is dated
 /// when it is complete). So If-None-Match and If-Range work with that ETag,
@@ -520,22 +548,8 @@ fn growing_response(
     } else {
         cond::range(req.headers(), &v, len)
     };
-    let (start, count) = match decision {
-        RangeDecision::Full => (0, len),
-        RangeDecision::Partial { start, end } => {
-            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-            if let Ok(cr) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
-                resp.headers_mut().insert(header::CONTENT_RANGE, cr);
-            }
-            (start, end - start + 1)
-        }
-        RangeDecision::Unsatisfiable => {
-            let mut r = status(StatusCode::RANGE_NOT_SATISFIABLE, head);
-            if let Ok(cr) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                r.headers_mut().insert(header::CONTENT_RANGE, cr);
-            }
-            return r;
-        }
+    let Some((start, count)) = ranged(&mut resp, decision, len) else {
+        return unsatisfiable(len, head);
     };
     resp.headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(count));
@@ -871,24 +885,8 @@ fn file_response(
     } else {
         cond::range(req.headers(), v, len)
     };
-    let (start, count) = match decision {
-        RangeDecision::Full => (0, len),
-        RangeDecision::Partial { start, end } => {
-            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-            if let Ok(cr) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
-                resp.headers_mut().insert(header::CONTENT_RANGE, cr);
-            }
-            (start, end - start + 1)
-        }
-        RangeDecision::Unsatisfiable => {
-            let mut r = status(StatusCode::RANGE_NOT_SATISFIABLE, head);
-            if let Ok(cr) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                r.headers_mut().insert(header::CONTENT_RANGE, cr);
-            }
-            r.headers_mut()
-                .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-            return r;
-        }
+    let Some((start, count)) = ranged(&mut resp, decision, len) else {
+        return unsatisfiable(len, head);
     };
     resp.headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(count));
