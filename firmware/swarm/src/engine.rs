@@ -333,6 +333,7 @@ pub async fn run(
 
     let (in_tx, mut in_rx) = mpsc::channel::<Input>(256);
     let (conn_tx, mut conn_rx) = mpsc::channel::<ConnEvent>(256);
+    let read_budget = crate::conn::ReadBudget::default();
 
     // Listening socket: needed to be found through trackers and LSD.
     let wants_listen = opts.listen.is_some()
@@ -602,12 +603,14 @@ pub async fn run(
                 }
             },
             Some(ev) = conn_rx.recv() => match ev {
-                ConnEvent::Data(key, data) => {
+                ConnEvent::Data(key, chunk) => {
                     // Only block payload counts as delivery: a peer that
                     // trickles a block or sends keep-alives must not keep
                     // the web seeds idle.
                     let before = session.stats().downloaded;
-                    session.handle_input(key, &data, Instant::now());
+                    session.handle_input(key, &chunk.data, Instant::now());
+                    // Its bytes are parsed now: their budget goes back.
+                    drop(chunk);
                     if session.stats().downloaded > before {
                         last_data = Instant::now();
                     }
@@ -627,12 +630,12 @@ pub async fn run(
                     }
                     let key = next_key;
                     next_key += 1;
-                    conns.insert(key, Conn::start(key, stream, Conn::incoming(addr), conn_tx.clone(), &opts.limits));
+                    conns.insert(key, Conn::start(key, stream, Conn::incoming(addr), conn_tx.clone(), &opts.limits, &read_budget));
                     session.add_peer(key, false, Instant::now());
                 }
                 Input::Dialed(key, Ok(stream)) => {
                     let Some(pending) = conns.remove(&key) else { continue };
-                    conns.insert(key, Conn::start(key, stream, pending, conn_tx.clone(), &opts.limits));
+                    conns.insert(key, Conn::start(key, stream, pending, conn_tx.clone(), &opts.limits, &read_budget));
                     session.add_peer(key, true, Instant::now());
                 }
                 Input::Dialed(key, Err(reason)) => {
