@@ -20,7 +20,6 @@
 //! The engine keeps seeding the release after the switch until a newer one
 //! arrives: LAN nodes fetch from each other.
 
-use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -33,6 +32,7 @@ use swarm::engine::{Control, Options, Target};
 use tokio::sync::{broadcast, mpsc, watch};
 use torrent::metainfo::{File as TFile, Metainfo};
 
+use super::paths::PathIndex;
 use crate::config::Config;
 use crate::origin::{now_secs, write_atomic};
 
@@ -585,39 +585,28 @@ impl ChannelTask {
     ) -> Result<()> {
         let meta = Arc::new(self.torrent(&r).await?);
         let files = &meta.info.files;
-        let tree: Vec<repo::TreeFile> = files
-            .iter()
-            .filter(|f| !f.attr.pad)
-            .map(|f| repo::TreeFile {
-                path: f.path.join("/"),
-                size: f.length,
-            })
-            .collect();
-        let index_of: Arc<HashMap<String, usize>> = Arc::new(
-            files
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| !f.attr.pad)
-                .map(|(i, f)| (f.path.join("/"), i))
-                .collect(),
-        );
+        // Files are named by their index in the torrent from here on: the
+        // torrent holds each path once, nothing here copies them for the
+        // life of the sync (see paths.rs).
+        let index_of = Arc::new(PathIndex::new(Arc::clone(&meta)));
         // Phase 1: the repository metadata (everything without a subset).
-        let first: BTreeSet<String> = match &self.subset {
-            None => tree.iter().map(|f| f.path.clone()).collect(),
-            Some(s) => repo::metadata_paths(s, &tree).into_iter().collect(),
+        let first: Vec<usize> = match &self.subset {
+            None => (0..files.len()).filter(|&i| !files[i].attr.pad).collect(),
+            Some(s) => repo::metadata_paths(s, &tree_of(&meta))
+                .iter()
+                .filter_map(|p| index_of.get(p))
+                .collect(),
         };
         let mut wanted = vec![false; files.len()];
-        for p in &first {
-            if let Some(&i) = index_of.get(p) {
-                wanted[i] = true;
-            }
+        for &i in &first {
+            wanted[i] = true;
         }
         let (control_tx, control_rx) = mpsc::channel::<Control>(1024);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<usize>();
         let mut opts = Options::with_target(
             Target::Store {
                 store: Arc::clone(&store),
-                wanted: wanted.clone(),
+                wanted,
             },
             crate::cmd_swarm::peer_id(),
         );
@@ -688,51 +677,84 @@ impl ChannelTask {
             .await
         });
 
-        let data_files = |set: &BTreeSet<String>| -> BTreeSet<usize> {
-            set.iter()
-                .filter_map(|p| index_of.get(p).copied())
-                .filter(|&i| files[i].length > 0 && files[i].symlink_target.is_none())
-                .collect()
+        // Files to wait for: selected, with data (not empty, not a link).
+        let has_data = |i: usize| files[i].length > 0 && files[i].symlink_target.is_none();
+        let mut done = vec![false; files.len()];
+        let mut need = vec![false; files.len()];
+        let mut selected = vec![false; files.len()];
+        for &i in &first {
+            selected[i] = true;
+            need[i] = has_data(i);
+        }
+        drop(first);
+        let count = |need: &[bool], done: &[bool]| -> (u64, u64) {
+            let total = need.iter().filter(|n| **n).count() as u64;
+            let have = need.iter().zip(done).filter(|(n, d)| **n && **d).count() as u64;
+            (total, have)
         };
-        let mut done: BTreeSet<usize> = BTreeSet::new();
-        let mut need = data_files(&first);
-        let mut selected = first.clone();
+        let (mut need_total, mut need_done) = count(&need, &done);
         let mut planned = self.subset.is_none();
         self.status(|c| {
-            c.files_total = need.len() as u64;
+            c.files_total = need_total;
             c.files_done = 0;
         });
         loop {
-            if need.is_subset(&done) {
+            if need_done == need_total {
                 if planned {
                     break;
                 }
                 // Phase 2: choose the subset from the metadata.
-                let plan = self.plan(&meta, &store, &tree, &index_of).await?;
+                let plan = self.plan(&meta, &store, &index_of).await?;
                 tracing::info!("channel {}: {}", self.name, plan.summary());
-                selected = plan.selected.clone();
-                let more = data_files(&selected);
-                self.check_budget(&meta, &store, &more).await?;
-                for &i in more.difference(&need) {
-                    control_tx
-                        .send(Control::Want {
-                            file: i,
-                            urgent: false,
-                        })
-                        .await
-                        .ok();
+                selected.iter_mut().for_each(|s| *s = false);
+                for p in &plan.selected {
+                    if let Some(i) = index_of.get(p) {
+                        selected[i] = true;
+                    }
                 }
-                need = more;
+                drop(plan);
+                let more: Vec<usize> = (0..files.len())
+                    .filter(|&i| selected[i] && has_data(i))
+                    .collect();
+                self.check_budget(&meta, &store, &more).await?;
+                for &i in &more {
+                    if !need[i] {
+                        need[i] = true;
+                        control_tx
+                            .send(Control::Want {
+                                file: i,
+                                urgent: false,
+                            })
+                            .await
+                            .ok();
+                    }
+                }
+                // What was needed before and is not selected now (a plan
+                // never drops metadata, but a subset may) stops counting.
+                for (i, n) in need.iter_mut().enumerate() {
+                    *n = *n && selected[i] && has_data(i);
+                }
+                (need_total, need_done) = count(&need, &done);
                 planned = true;
-                self.status(|c| c.files_total = need.len() as u64);
+                self.status(|c| {
+                    c.files_total = need_total;
+                    c.files_done = need_done;
+                });
                 continue;
             }
             tokio::select! {
                 i = done_rx.recv() => match i {
                     Some(i) => {
                         let _ = completed_tx.send(i);
-                        done.insert(i);
-                        let n = done.intersection(&need).count() as u64;
+                        if let Some(d) = done.get_mut(i)
+                            && !*d
+                        {
+                            *d = true;
+                            if need[i] {
+                                need_done += 1;
+                            }
+                        }
+                        let n = need_done;
                         self.status(|c| c.files_done = n);
                     }
                     None => {
@@ -750,26 +772,26 @@ impl ChannelTask {
                 }
             }
         }
+        drop((need, done));
         // Everything selected is stored: hand the tree to the loop.
         let mut entries = Vec::new();
         for (i, f) in files.iter().enumerate() {
             if f.attr.pad {
                 continue;
             }
-            let path = f.path.join("/");
             let entry = if let Some(t) = &f.symlink_target {
                 Entry::Symlink(relative_target(&f.path, t))
             } else if f.length == 0 {
                 // Empty files cost nothing: always in the tree.
                 Entry::Empty
-            } else if !selected.contains(&path) {
+            } else if !selected[i] {
                 continue;
             } else {
-                let _ = i;
                 Entry::File(f.pieces_root.unwrap_or_default())
             };
             entries.push((f.path.clone(), entry));
         }
+        drop(selected);
         let _ = report.send(Report::Complete {
             seq: r.seq,
             entries,
@@ -796,25 +818,23 @@ impl ChannelTask {
         &self,
         meta: &Arc<Metainfo>,
         store: &Arc<Mutex<Store>>,
-        tree: &[repo::TreeFile],
-        index_of: &HashMap<String, usize>,
+        index_of: &Arc<PathIndex>,
     ) -> Result<repo::Plan> {
         let Some(subset) = self.subset.clone() else {
             bail!("no subset");
         };
-        let paths: HashMap<String, PathBuf> = {
-            let st = lock(store)?;
-            index_of
-                .iter()
-                .map(|(p, &i)| (p.clone(), object_or_empty(&st, &meta.info.files[i])))
-                .collect()
-        };
-        let tree = tree.to_vec();
+        let (meta, store, index_of) = (Arc::clone(meta), Arc::clone(store), Arc::clone(index_of));
         tokio::task::spawn_blocking(move || {
+            let tree = tree_of(&meta);
             let mut read = |p: &str| -> Result<Vec<u8>, repo::Error> {
-                let path = paths
+                let f = index_of
                     .get(p)
+                    .map(|i| &meta.info.files[i])
                     .ok_or_else(|| repo::Error::read(p, "not in the snapshot"))?;
+                let path = {
+                    let st = lock(&store).map_err(|e| repo::Error::read(p, e))?;
+                    object_or_empty(&st, f)
+                };
                 std::fs::read(path).map_err(|e| repo::Error::read(p, e))
             };
             repo::plan(&subset, &tree, &mut read)
@@ -829,7 +849,7 @@ impl ChannelTask {
         &self,
         meta: &Arc<Metainfo>,
         store: &Arc<Mutex<Store>>,
-        files: &BTreeSet<usize>,
+        files: &[usize],
     ) -> Result<()> {
         let Some(budget) = self.budget else {
             return Ok(());
@@ -889,6 +909,21 @@ async fn recv_heard(rx: &mut Option<mpsc::Receiver<Vec<u8>>>) -> Option<Vec<u8>>
         Some(r) => r.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// The repository reader's view of a torrent: every non-pad file with its
+/// '/'-joined path. Built when needed and dropped after (it copies every
+/// path).
+fn tree_of(meta: &Metainfo) -> Vec<repo::TreeFile> {
+    meta.info
+        .files
+        .iter()
+        .filter(|f| !f.attr.pad)
+        .map(|f| repo::TreeFile {
+            path: f.path.join("/"),
+            size: f.length,
+        })
+        .collect()
 }
 
 fn object_or_empty(st: &Store, f: &TFile) -> PathBuf {
