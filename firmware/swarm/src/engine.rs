@@ -120,6 +120,50 @@ pub struct Options {
     /// Release gossip (the `swarmsync_release` BEP 10 extension): what we
     /// announce to peers that speak it, and where what they announce goes.
     pub gossip: Option<Gossip>,
+    /// Where the info dictionary is when `meta.info.raw` is empty (parsed
+    /// with [`Metainfo::from_bytes_without_raw`]): metadata requests (BEP
+    /// 9) are answered from this file instead.
+    pub info_file: Option<InfoFile>,
+}
+
+/// The info dictionary's bytes inside a file (a saved `.torrent`).
+#[derive(Debug, Clone)]
+pub struct InfoFile {
+    pub path: PathBuf,
+    /// Where the dictionary starts in the file.
+    pub offset: u64,
+    /// Its length.
+    pub len: u64,
+}
+
+impl InfoFile {
+    /// The BEP 9 answer for metadata piece `piece`: its bytes, read from
+    /// the file, or a reject (out of range, or the file unreadable).
+    fn answer(&self, piece: u32, out: &mut Vec<u8>) {
+        use std::os::unix::fs::FileExt;
+        let piece_len = ext::METADATA_PIECE_LEN as u64;
+        let start = u64::from(piece) * piece_len;
+        let total = u32::try_from(self.len)
+            .ok()
+            .filter(|s| *s != 0 && *s <= ext::MAX_METADATA_SIZE);
+        let read = |total: u32| -> Option<Vec<u8>> {
+            let n = usize::try_from(piece_len.min(u64::from(total).checked_sub(start)?)).ok()?;
+            let mut buf = vec![0u8; n];
+            let f = std::fs::File::open(&self.path).ok()?;
+            f.read_exact_at(&mut buf, self.offset.checked_add(start)?)
+                .ok()?;
+            Some(buf)
+        };
+        match total.and_then(|t| Some((t, read(t).filter(|b| !b.is_empty())?))) {
+            Some((total_size, data)) => MetadataMessage::Data {
+                piece,
+                total_size,
+                data: &data,
+            }
+            .encode(out),
+            None => MetadataMessage::Reject { piece }.encode(out),
+        }
+    }
 }
 
 /// The two ends of release gossip for one run. The engine only carries
@@ -160,6 +204,7 @@ impl Options {
             limits: crate::conn::Limits::default(),
             dht: None,
             gossip: None,
+            info_file: None,
         }
     }
 }
@@ -381,7 +426,10 @@ pub async fn run(
 
     // Extension handshake: metadata for magnet peers, our listen port.
     let mut hs = ExtHandshake::ours();
-    hs.metadata_size = u32::try_from(meta.info.raw.len()).ok();
+    hs.metadata_size = match (&opts.info_file, meta.info.raw.is_empty()) {
+        (Some(f), true) => u32::try_from(f.len).ok(),
+        _ => u32::try_from(meta.info.raw.len()).ok(),
+    };
     hs.listen_port = (listen_port != 0).then_some(listen_port);
     hs.reqq = u32::try_from(opts.config.max_peer_requests).ok();
     let mut hs_bytes = Vec::new();
@@ -793,6 +841,7 @@ pub async fn run(
                         &mut ext_ids,
                         &mut known,
                         opts.gossip.as_ref(),
+                        opts.info_file.as_ref(),
                         peer,
                         id,
                         &payload,
@@ -939,6 +988,7 @@ fn on_extended(
     ext_ids: &mut HashMap<PeerKey, ExtensionIds>,
     known: &mut HashSet<SocketAddr>,
     gossip: Option<&Gossip>,
+    info_file: Option<&InfoFile>,
     peer: PeerKey,
     id: u8,
     payload: &[u8],
@@ -964,7 +1014,10 @@ fn on_extended(
                 .and_then(|ids| ids.id(ext::Extension::Metadata));
             if let Some(their) = their {
                 let mut out = Vec::new();
-                ext::serve_metadata(&meta.info.raw, piece).encode(&mut out);
+                match info_file.filter(|_| meta.info.raw.is_empty()) {
+                    Some(f) => f.answer(piece, &mut out),
+                    None => ext::serve_metadata(&meta.info.raw, piece).encode(&mut out),
+                }
                 session.send_extended(peer, their, &out);
             }
         }
@@ -1066,5 +1119,44 @@ async fn web_seed_worker(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_from_the_info_file_is_what_the_bytes_in_memory_give() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let info: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        let mut file = b"d8:announce0:4:info".to_vec();
+        let offset = file.len() as u64;
+        file.extend_from_slice(&info);
+        file.push(b'e');
+        let path = dir.path().join("t.torrent");
+        std::fs::write(&path, &file).expect("write");
+        let f = InfoFile {
+            path,
+            offset,
+            len: info.len() as u64,
+        };
+        for piece in 0..4 {
+            let (mut from_file, mut from_memory) = (Vec::new(), Vec::new());
+            f.answer(piece, &mut from_file);
+            ext::serve_metadata(&info, piece).encode(&mut from_memory);
+            assert_eq!(from_file, from_memory, "piece {piece}");
+        }
+        // A file that went away: a reject, not a panic or garbage.
+        let gone = InfoFile {
+            path: dir.path().join("gone"),
+            ..f
+        };
+        let mut out = Vec::new();
+        gone.answer(0, &mut out);
+        assert!(matches!(
+            MetadataMessage::decode(&out),
+            Ok(MetadataMessage::Reject { piece: 0 })
+        ));
     }
 }

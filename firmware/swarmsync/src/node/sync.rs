@@ -28,7 +28,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serve::status::StatusBoard;
 use store::{Entry, Store};
-use swarm::engine::{Control, Options, Target};
+use swarm::engine::{Control, InfoFile, Options, Target};
 use tokio::sync::{broadcast, mpsc, watch};
 use torrent::metainfo::{File as TFile, Metainfo};
 
@@ -532,8 +532,11 @@ impl ChannelTask {
         }
     }
 
-    /// The torrent of `r`: recorded, or fetched and checked.
-    async fn torrent(&self, r: &channel::Release) -> Result<Metainfo> {
+    /// The torrent of `r`: recorded, or fetched and checked. Parsed without
+    /// its info dictionary's bytes, which stay in the recorded file (the
+    /// returned [`InfoFile`]): they are the largest part of a big torrent
+    /// and only peers asking for metadata need them.
+    async fn torrent(&self, r: &channel::Release) -> Result<(Metainfo, InfoFile)> {
         let path = self
             .node_dir()
             .join("torrents")
@@ -558,7 +561,9 @@ impl ChannelTask {
                 }
             }
         };
-        let meta = Metainfo::from_bytes(&bytes).context("the release's torrent")?;
+        let limits = torrent::metainfo::Limits::default();
+        let meta =
+            Metainfo::from_bytes_without_raw(&bytes, &limits).context("the release's torrent")?;
         if meta.info.v2_infohash != Some(r.v2) || (r.v1.is_some() && meta.info.v1_infohash != r.v1)
         {
             self.reject(
@@ -573,7 +578,14 @@ impl ChannelTask {
         if !path.exists() {
             write_atomic(&path, &bytes)?;
         }
-        Ok(meta)
+        let span = Metainfo::info_span(&bytes, &limits)
+            .context("the release's torrent has no info dictionary")?;
+        let info = InfoFile {
+            path,
+            offset: span.start as u64,
+            len: span.len() as u64,
+        };
+        Ok((meta, info))
     }
 
     async fn sync(
@@ -583,7 +595,8 @@ impl ChannelTask {
         mut stop: watch::Receiver<bool>,
         report: &mpsc::UnboundedSender<Report>,
     ) -> Result<()> {
-        let meta = Arc::new(self.torrent(&r).await?);
+        let (meta, info_file) = self.torrent(&r).await?;
+        let meta = Arc::new(meta);
         let files = &meta.info.files;
         // Files are named by their index in the torrent from here on: the
         // torrent holds each path once, nothing here copies them for the
@@ -612,6 +625,7 @@ impl ChannelTask {
         );
         opts.control = Some(control_rx);
         opts.completed = Some(done_tx);
+        opts.info_file = Some(info_file);
         opts.seed = true;
         opts.listen = Some(self.listen);
         let mut peers = crate::cmd_swarm::resolve(&self.peers).unwrap_or_default();
