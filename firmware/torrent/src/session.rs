@@ -186,8 +186,14 @@ pub struct Session {
     round: u64,
     stats: Stats,
     completed_reported: bool,
-    /// Trees to answer BEP 52 hash requests from, by pieces root.
-    hash_trees: BTreeMap<Sha256, PieceTree>,
+    /// Piece layers to answer BEP 52 hash requests from, by pieces root,
+    /// and their piece length. The layers only: a file's whole tree is
+    /// twice to four times its layer, and is built when a peer asks.
+    hash_layers: BTreeMap<Sha256, Vec<Sha256>>,
+    hash_piece_len: u64,
+    /// The tree of the file asked about last: peers ask for one file's
+    /// hashes in a row of requests.
+    last_tree: Option<(Sha256, PieceTree)>,
 }
 
 impl Session {
@@ -206,7 +212,9 @@ impl Session {
             round: 0,
             stats: Stats::default(),
             completed_reported: false,
-            hash_trees: BTreeMap::new(),
+            hash_layers: BTreeMap::new(),
+            hash_piece_len: 0,
+            last_tree: None,
         }
     }
 
@@ -214,15 +222,17 @@ impl Session {
     /// from, for `piece_len`-byte pieces: the torrent's own, or the ones
     /// fetched for a magnet link. Without them every hash request gets a
     /// hash reject. A layer that does not hash to its root is left out.
-    /// Costs about 64 bytes per piece.
+    /// Costs 32 bytes per piece, plus the tree of one file at a time.
     pub fn set_piece_layers(&mut self, layers: &BTreeMap<Sha256, Vec<Sha256>>, piece_len: u64) {
-        self.hash_trees = layers
+        self.hash_layers = layers
             .iter()
-            .filter_map(|(root, layer)| {
-                let tree = PieceTree::new(layer, piece_len)?;
-                (tree.root() == *root).then_some((*root, tree))
+            .filter(|(root, layer)| {
+                PieceTree::new(layer, piece_len).is_some_and(|t| t.root() == **root)
             })
+            .map(|(root, layer)| (*root, layer.clone()))
             .collect();
+        self.hash_piece_len = piece_len;
+        self.last_tree = None;
     }
 
     pub fn picker(&self) -> &Picker {
@@ -700,9 +710,23 @@ impl Session {
             Message::HashRequest(r) => {
                 // Answers are up to ~17 KiB for a 48-byte request: serve only
                 // while the peer reads what we send, reject otherwise.
-                let answer = (peer.tx.len() < self.config.max_message as usize)
-                    .then(|| self.hash_trees.get(&r.pieces_root)?.serve(&r))
-                    .flatten();
+                let answer = if peer.tx.len() < self.config.max_message as usize {
+                    let cached = self
+                        .last_tree
+                        .as_ref()
+                        .is_some_and(|(root, _)| *root == r.pieces_root);
+                    if !cached {
+                        self.last_tree = self.hash_layers.get(&r.pieces_root).and_then(|layer| {
+                            Some((r.pieces_root, PieceTree::new(layer, self.hash_piece_len)?))
+                        });
+                    }
+                    self.last_tree
+                        .as_ref()
+                        .filter(|(root, _)| *root == r.pieces_root)
+                        .and_then(|(_, tree)| tree.serve(&r))
+                } else {
+                    None
+                };
                 match answer {
                     Some(hashes) => {
                         let bytes = hashes.concat();
