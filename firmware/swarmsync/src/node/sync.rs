@@ -70,7 +70,11 @@ enum Report {
     /// Every selected file is stored.
     Complete {
         seq: u64,
-        entries: Vec<(Vec<String>, Entry)>,
+        /// The release's torrent and, per file, whether it was selected:
+        /// the snapshot's entries are made from these one at a time
+        /// ([`snapshot_entries`]), never all at once.
+        meta: Arc<Metainfo>,
+        selected: Vec<bool>,
     },
     Failed {
         seq: u64,
@@ -438,7 +442,11 @@ impl ChannelTask {
                 self.error(&format!("release {seq}: {error}"));
                 installed
             }
-            Report::Complete { seq, entries } => {
+            Report::Complete {
+                seq,
+                meta,
+                selected,
+            } => {
                 let Some(release) = active.as_ref().map(|a| a.release.clone()) else {
                     return installed;
                 };
@@ -451,8 +459,8 @@ impl ChannelTask {
                 let switched = tokio::task::spawn_blocking(move || -> Result<store::GcReport> {
                     let mut st = lock(&s)?;
                     st.flush()?;
-                    stamp_new_objects(&st, &entries, created);
-                    st.build_snapshot(seq, entries)?;
+                    stamp_new_objects(&st, snapshot_entries(&meta, &selected), created);
+                    st.build_snapshot(seq, snapshot_entries(&meta, &selected))?;
                     st.switch_current(seq)?;
                     let retain: Vec<u64> = previous.into_iter().chain([seq]).collect();
                     Ok(st.gc(&retain)?)
@@ -788,27 +796,10 @@ impl ChannelTask {
         }
         drop((need, done));
         // Everything selected is stored: hand the tree to the loop.
-        let mut entries = Vec::new();
-        for (i, f) in files.iter().enumerate() {
-            if f.attr.pad {
-                continue;
-            }
-            let entry = if let Some(t) = &f.symlink_target {
-                Entry::Symlink(relative_target(&f.path, t))
-            } else if f.length == 0 {
-                // Empty files cost nothing: always in the tree.
-                Entry::Empty
-            } else if !selected[i] {
-                continue;
-            } else {
-                Entry::File(f.pieces_root.unwrap_or_default())
-            };
-            entries.push((f.path.clone(), entry));
-        }
-        drop(selected);
         let _ = report.send(Report::Complete {
             seq: r.seq,
-            entries,
+            meta: Arc::clone(&meta),
+            selected,
         });
         // Keep seeding (and fetching on miss) until told to stop.
         loop {
@@ -899,11 +890,15 @@ impl ChannelTask {
 /// and two different contents downloaded within one second would
 /// otherwise share a date and get a wrong 304. Objects from earlier
 /// releases are older than `created` and keep their date.
-fn stamp_new_objects(st: &Store, entries: &[(Vec<String>, Entry)], created: u64) {
+fn stamp_new_objects(
+    st: &Store,
+    entries: impl Iterator<Item = (Vec<String>, Entry)>,
+    created: u64,
+) {
     let when = std::time::UNIX_EPOCH + Duration::from_secs(created);
     for (_, e) in entries {
         let Entry::File(root) = e else { continue };
-        let path = st.object_path(root);
+        let path = st.object_path(&root);
         let Ok(f) = std::fs::File::open(&path) else {
             continue;
         };
@@ -915,6 +910,32 @@ fn stamp_new_objects(st: &Store, entries: &[(Vec<String>, Entry)], created: u64)
             tracing::debug!("cannot date {}: {err}", path.display());
         }
     }
+}
+
+/// The snapshot of a synced release: every symlink and empty file, and the
+/// selected files with data, each as (path components, entry).
+fn snapshot_entries<'a>(
+    meta: &'a Metainfo,
+    selected: &'a [bool],
+) -> impl Iterator<Item = (Vec<String>, Entry)> + 'a {
+    meta.info
+        .files
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.attr.pad)
+        .filter_map(move |(i, f)| {
+            let entry = if let Some(t) = &f.symlink_target {
+                Entry::Symlink(relative_target(&f.path, t))
+            } else if f.length == 0 {
+                // Empty files cost nothing: always in the tree.
+                Entry::Empty
+            } else if selected.get(i).copied().unwrap_or(false) {
+                Entry::File(f.pieces_root.unwrap_or_default())
+            } else {
+                return None;
+            };
+            Some((f.path.clone(), entry))
+        })
 }
 
 /// The next release payload a peer announced; never without a receiver.
