@@ -336,7 +336,7 @@ pub async fn run(
         opts.config.clone(),
         u64::from_le_bytes(seed_rng),
     );
-    session.set_piece_layers(&meta.piece_layers, meta.info.piece_length);
+    session.share_piece_layers(Arc::clone(&meta));
     let mut total_bytes: u64 = match &selection {
         None => (0..piece_count)
             .map(|p| u64::from(layout.data_len(p)))
