@@ -16,8 +16,10 @@ use torrent::hash::Sha256;
 
 /// A contiguous run at least this long is written out at once.
 pub(crate) const COALESCE_BYTES: usize = 256 * 1024;
-/// When more than this is buffered, everything is written out.
-pub(crate) const BUFFER_CAP: usize = 4 * 1024 * 1024;
+/// When more than this is buffered, everything is written out. Eight
+/// coalesced runs: more buys no longer writes, only memory (the node's
+/// budget is 32 MiB for everything).
+pub(crate) const BUFFER_CAP: usize = 2 * 1024 * 1024;
 
 /// A contiguous range of one file, ready for one `pwrite`.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,8 +1,13 @@
 //! One TCP peer connection: a reader task and a writer task.
 //!
-//! The reader forwards what it reads through the engine's bounded input
-//! channel, so a peer that sends faster than the engine (or the disk) can
-//! take is slowed down by TCP flow control, not buffered. The writer counts
+//! The reader forwards what it reads to the engine, so a peer that sends
+//! faster than the engine (or the disk) can take is slowed down by TCP flow
+//! control, not buffered. What is queued is bounded in bytes, not in
+//! messages: every chunk holds permits of the torrent's [`ReadBudget`] until
+//! the engine has parsed it. A bound in messages (the engine's channel
+//! holds 256) let one fast peer queue 256 full reads, 16 MiB, while the
+//! engine waited for the disk; the budget keeps all peers together under
+//! [`READ_BUDGET`] however many there are. The writer counts
 //! bytes handed to it and not yet written, and the engine stops feeding a
 //! peer past a bound: a peer that reads slowly cannot make us buffer either.
 
@@ -12,11 +17,39 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use torrent::picker::PeerKey;
 
-/// Read buffer per connection.
-const READ_BUF: usize = 64 * 1024;
+/// Read buffer per connection (a block message and a half: enough for
+/// full speed, small enough to keep for each of 100 connections).
+const READ_BUF: usize = 24 * 1024;
+
+/// Bytes read from all peers of one torrent and not yet parsed by the
+/// engine.
+pub const READ_BUDGET: usize = 1 << 20;
+
+/// The permits of [`READ_BUDGET`] shared by the connections of one torrent.
+#[derive(Debug, Clone)]
+pub struct ReadBudget(Arc<Semaphore>);
+
+impl ReadBudget {
+    pub fn new(bytes: usize) -> ReadBudget {
+        ReadBudget(Arc::new(Semaphore::new(bytes.max(READ_BUF))))
+    }
+}
+
+impl Default for ReadBudget {
+    fn default() -> ReadBudget {
+        ReadBudget::new(READ_BUDGET)
+    }
+}
+
+/// Bytes of one read, holding their share of the [`ReadBudget`] until
+/// dropped.
+pub struct Chunk {
+    pub data: Vec<u8>,
+    _permit: OwnedSemaphorePermit,
+}
 
 /// The rate limits a connection passes through (per torrent, global).
 #[derive(Debug, Clone, Default)]
@@ -27,7 +60,7 @@ pub struct Limits {
 
 /// What connection tasks tell the engine.
 pub enum ConnEvent {
-    Data(PeerKey, Vec<u8>),
+    Data(PeerKey, Chunk),
     Closed(PeerKey, String),
 }
 
@@ -79,7 +112,9 @@ impl Conn {
         mut conn: Conn,
         tx: mpsc::Sender<ConnEvent>,
         limits: &Limits,
+        budget: &ReadBudget,
     ) -> Conn {
+        let budget = Arc::clone(&budget.0);
         let down = limits.down.clone();
         let up = limits.up.clone();
         let _ = stream.set_nodelay(true);
@@ -101,11 +136,17 @@ impl Conn {
                         for l in &down {
                             l.take(n).await;
                         }
-                        if tx_r
-                            .send(ConnEvent::Data(key, buf[..n].to_vec()))
-                            .await
-                            .is_err()
-                        {
+                        // n <= READ_BUF, which the budget always covers.
+                        let permits = u32::try_from(n).unwrap_or(u32::MAX);
+                        let Ok(permit) = Arc::clone(&budget).acquire_many_owned(permits).await
+                        else {
+                            break;
+                        };
+                        let chunk = Chunk {
+                            data: buf[..n].to_vec(),
+                            _permit: permit,
+                        };
+                        if tx_r.send(ConnEvent::Data(key, chunk)).await.is_err() {
                             break;
                         }
                     }

@@ -23,8 +23,10 @@ pub enum Backend {
     Store(Box<StoreTarget>),
 }
 
-/// Jobs queued before the engine waits for the disk.
-pub const QUEUE: usize = 256;
+/// Jobs queued before the engine waits for the disk. A write job holds a
+/// block (16 KiB): 64 of them are 1 MiB, enough to keep the disk busy
+/// (256 were 4 MiB of copies on a board with 32 MiB for everything).
+pub const QUEUE: usize = 64;
 
 pub enum Job {
     /// Store a block; with `check`, then hash its piece (`Some(true)`: and

@@ -128,6 +128,50 @@ pub struct Options {
     /// Release gossip (the `swarmsync_release` BEP 10 extension): what we
     /// announce to peers that speak it, and where what they announce goes.
     pub gossip: Option<Gossip>,
+    /// Where the info dictionary is when `meta.info.raw` is empty (parsed
+    /// with [`Metainfo::from_bytes_without_raw`]): metadata requests (BEP
+    /// 9) are answered from this file instead.
+    pub info_file: Option<InfoFile>,
+}
+
+/// The info dictionary's bytes inside a file (a saved `.torrent`).
+#[derive(Debug, Clone)]
+pub struct InfoFile {
+    pub path: PathBuf,
+    /// Where the dictionary starts in the file.
+    pub offset: u64,
+    /// Its length.
+    pub len: u64,
+}
+
+impl InfoFile {
+    /// The BEP 9 answer for metadata piece `piece`: its bytes, read from
+    /// the file, or a reject (out of range, or the file unreadable).
+    fn answer(&self, piece: u32, out: &mut Vec<u8>) {
+        use std::os::unix::fs::FileExt;
+        let piece_len = ext::METADATA_PIECE_LEN as u64;
+        let start = u64::from(piece) * piece_len;
+        let total = u32::try_from(self.len)
+            .ok()
+            .filter(|s| *s != 0 && *s <= ext::MAX_METADATA_SIZE);
+        let read = |total: u32| -> Option<Vec<u8>> {
+            let n = usize::try_from(piece_len.min(u64::from(total).checked_sub(start)?)).ok()?;
+            let mut buf = vec![0u8; n];
+            let f = std::fs::File::open(&self.path).ok()?;
+            f.read_exact_at(&mut buf, self.offset.checked_add(start)?)
+                .ok()?;
+            Some(buf)
+        };
+        match total.and_then(|t| Some((t, read(t).filter(|b| !b.is_empty())?))) {
+            Some((total_size, data)) => MetadataMessage::Data {
+                piece,
+                total_size,
+                data: &data,
+            }
+            .encode(out),
+            None => MetadataMessage::Reject { piece }.encode(out),
+        }
+    }
 }
 
 /// The two ends of release gossip for one run. The engine only carries
@@ -169,6 +213,7 @@ impl Options {
             limits: crate::conn::Limits::default(),
             dht: None,
             gossip: None,
+            info_file: None,
         }
     }
 }
@@ -304,7 +349,7 @@ pub async fn run(
         opts.config.clone(),
         u64::from_le_bytes(seed_rng),
     );
-    session.set_piece_layers(&meta.piece_layers, meta.info.piece_length);
+    session.share_piece_layers(Arc::clone(&meta));
     let mut total_bytes: u64 = match &selection {
         None => (0..piece_count)
             .map(|p| u64::from(layout.data_len(p)))
@@ -346,6 +391,7 @@ pub async fn run(
 
     let (in_tx, mut in_rx) = mpsc::channel::<Input>(256);
     let (conn_tx, mut conn_rx) = mpsc::channel::<ConnEvent>(256);
+    let read_budget = crate::conn::ReadBudget::default();
 
     // Listening socket: needed to be found through trackers and LSD.
     let wants_listen = opts.listen.is_some()
@@ -393,7 +439,10 @@ pub async fn run(
 
     // Extension handshake: metadata for magnet peers, our listen port.
     let mut hs = ExtHandshake::ours();
-    hs.metadata_size = u32::try_from(meta.info.raw.len()).ok();
+    hs.metadata_size = match (&opts.info_file, meta.info.raw.is_empty()) {
+        (Some(f), true) => u32::try_from(f.len).ok(),
+        _ => u32::try_from(meta.info.raw.len()).ok(),
+    };
     hs.listen_port = (listen_port != 0).then_some(listen_port);
     hs.reqq = u32::try_from(opts.config.max_peer_requests).ok();
     let mut hs_bytes = Vec::new();
@@ -618,12 +667,14 @@ pub async fn run(
                 }
             },
             Some(ev) = conn_rx.recv() => match ev {
-                ConnEvent::Data(key, data) => {
+                ConnEvent::Data(key, chunk) => {
                     // Only block payload counts as delivery: a peer that
                     // trickles a block or sends keep-alives must not keep
                     // the web seeds idle.
                     let before = session.stats().downloaded;
-                    session.handle_input(key, &data, Instant::now());
+                    session.handle_input(key, &chunk.data, Instant::now());
+                    // Its bytes are parsed now: their budget goes back.
+                    drop(chunk);
                     if session.stats().downloaded > before {
                         last_data = Instant::now();
                     }
@@ -643,12 +694,12 @@ pub async fn run(
                     }
                     let key = next_key;
                     next_key += 1;
-                    conns.insert(key, Conn::start(key, stream, Conn::incoming(addr), conn_tx.clone(), &opts.limits));
+                    conns.insert(key, Conn::start(key, stream, Conn::incoming(addr), conn_tx.clone(), &opts.limits, &read_budget));
                     session.add_peer(key, false, Instant::now());
                 }
                 Input::Dialed(key, Ok(stream)) => {
                     let Some(pending) = conns.remove(&key) else { continue };
-                    conns.insert(key, Conn::start(key, stream, pending, conn_tx.clone(), &opts.limits));
+                    conns.insert(key, Conn::start(key, stream, pending, conn_tx.clone(), &opts.limits, &read_budget));
                     session.add_peer(key, true, Instant::now());
                 }
                 Input::Dialed(key, Err(reason)) => {
@@ -806,6 +857,7 @@ pub async fn run(
                         &mut ext_ids,
                         &mut known,
                         opts.gossip.as_ref(),
+                        opts.info_file.as_ref(),
                         peer,
                         id,
                         &payload,
@@ -952,6 +1004,7 @@ fn on_extended(
     ext_ids: &mut HashMap<PeerKey, ExtensionIds>,
     known: &mut HashSet<SocketAddr>,
     gossip: Option<&Gossip>,
+    info_file: Option<&InfoFile>,
     peer: PeerKey,
     id: u8,
     payload: &[u8],
@@ -977,7 +1030,10 @@ fn on_extended(
                 .and_then(|ids| ids.id(ext::Extension::Metadata));
             if let Some(their) = their {
                 let mut out = Vec::new();
-                ext::serve_metadata(&meta.info.raw, piece).encode(&mut out);
+                match info_file.filter(|_| meta.info.raw.is_empty()) {
+                    Some(f) => f.answer(piece, &mut out),
+                    None => ext::serve_metadata(&meta.info.raw, piece).encode(&mut out),
+                }
                 session.send_extended(peer, their, &out);
             }
         }
@@ -1079,5 +1135,44 @@ async fn web_seed_worker(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_from_the_info_file_is_what_the_bytes_in_memory_give() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let info: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        let mut file = b"d8:announce0:4:info".to_vec();
+        let offset = file.len() as u64;
+        file.extend_from_slice(&info);
+        file.push(b'e');
+        let path = dir.path().join("t.torrent");
+        std::fs::write(&path, &file).expect("write");
+        let f = InfoFile {
+            path,
+            offset,
+            len: info.len() as u64,
+        };
+        for piece in 0..4 {
+            let (mut from_file, mut from_memory) = (Vec::new(), Vec::new());
+            f.answer(piece, &mut from_file);
+            ext::serve_metadata(&info, piece).encode(&mut from_memory);
+            assert_eq!(from_file, from_memory, "piece {piece}");
+        }
+        // A file that went away: a reject, not a panic or garbage.
+        let gone = InfoFile {
+            path: dir.path().join("gone"),
+            ..f
+        };
+        let mut out = Vec::new();
+        gone.answer(0, &mut out);
+        assert!(matches!(
+            MetadataMessage::decode(&out),
+            Ok(MetadataMessage::Reject { piece: 0 })
+        ));
     }
 }

@@ -24,12 +24,14 @@
 //!   or a block that differed from the verified one, is banned.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::bitfield::Bitfield;
 use crate::hash::Sha256;
 use crate::hashes::PieceTree;
 use crate::layout::Layout;
+use crate::metainfo::Metainfo;
 use crate::picker::{BlockOutcome, BlockRef, PeerKey, Picker};
 use crate::wire::{self, Handshake, Message, Reserved, WireError};
 
@@ -186,8 +188,17 @@ pub struct Session {
     round: u64,
     stats: Stats,
     completed_reported: bool,
-    /// Trees to answer BEP 52 hash requests from, by pieces root.
-    hash_trees: BTreeMap<Sha256, PieceTree>,
+    /// Piece layers to answer BEP 52 hash requests from, by pieces root,
+    /// and their piece length. The layers only: a file's whole tree is
+    /// twice to four times its layer, and is built when a peer asks.
+    hash_layers: BTreeMap<Sha256, Vec<Sha256>>,
+    hash_piece_len: u64,
+    /// Or a torrent's own layers, shared with the caller (see
+    /// [`Session::share_piece_layers`]).
+    hash_meta: Option<Arc<Metainfo>>,
+    /// The tree of the file asked about last: peers ask for one file's
+    /// hashes in a row of requests.
+    last_tree: Option<(Sha256, PieceTree)>,
 }
 
 impl Session {
@@ -206,7 +217,10 @@ impl Session {
             round: 0,
             stats: Stats::default(),
             completed_reported: false,
-            hash_trees: BTreeMap::new(),
+            hash_layers: BTreeMap::new(),
+            hash_piece_len: 0,
+            hash_meta: None,
+            last_tree: None,
         }
     }
 
@@ -214,15 +228,28 @@ impl Session {
     /// from, for `piece_len`-byte pieces: the torrent's own, or the ones
     /// fetched for a magnet link. Without them every hash request gets a
     /// hash reject. A layer that does not hash to its root is left out.
-    /// Costs about 64 bytes per piece.
+    /// Costs 32 bytes per piece, plus the tree of one file at a time.
     pub fn set_piece_layers(&mut self, layers: &BTreeMap<Sha256, Vec<Sha256>>, piece_len: u64) {
-        self.hash_trees = layers
+        self.hash_layers = layers
             .iter()
-            .filter_map(|(root, layer)| {
-                let tree = PieceTree::new(layer, piece_len)?;
-                (tree.root() == *root).then_some((*root, tree))
+            .filter(|(root, layer)| {
+                PieceTree::new(layer, piece_len).is_some_and(|t| t.root() == **root)
             })
+            .map(|(root, layer)| (*root, layer.clone()))
             .collect();
+        self.hash_piece_len = piece_len;
+        self.hash_meta = None;
+        self.last_tree = None;
+    }
+
+    /// As [`Session::set_piece_layers`] with a parsed torrent's own layers
+    /// (the parser checked each against its root), without copying them:
+    /// 2.5 MB for a 2 GB release of 32 KiB pieces.
+    pub fn share_piece_layers(&mut self, meta: Arc<Metainfo>) {
+        self.hash_layers = BTreeMap::new();
+        self.hash_piece_len = meta.info.piece_length;
+        self.hash_meta = Some(meta);
+        self.last_tree = None;
     }
 
     pub fn picker(&self) -> &Picker {
@@ -700,9 +727,27 @@ impl Session {
             Message::HashRequest(r) => {
                 // Answers are up to ~17 KiB for a 48-byte request: serve only
                 // while the peer reads what we send, reject otherwise.
-                let answer = (peer.tx.len() < self.config.max_message as usize)
-                    .then(|| self.hash_trees.get(&r.pieces_root)?.serve(&r))
-                    .flatten();
+                let answer = if peer.tx.len() < self.config.max_message as usize {
+                    let cached = self
+                        .last_tree
+                        .as_ref()
+                        .is_some_and(|(root, _)| *root == r.pieces_root);
+                    if !cached {
+                        let layers = match &self.hash_meta {
+                            Some(m) => &m.piece_layers,
+                            None => &self.hash_layers,
+                        };
+                        self.last_tree = layers.get(&r.pieces_root).and_then(|layer| {
+                            Some((r.pieces_root, PieceTree::new(layer, self.hash_piece_len)?))
+                        });
+                    }
+                    self.last_tree
+                        .as_ref()
+                        .filter(|(root, _)| *root == r.pieces_root)
+                        .and_then(|(_, tree)| tree.serve(&r))
+                } else {
+                    None
+                };
                 match answer {
                     Some(hashes) => {
                         let bytes = hashes.concat();
@@ -1412,22 +1457,32 @@ mod tests {
             ));
         }
 
-        let mut n = node(&meta, true, 1);
-        n.s.set_piece_layers(&meta.piece_layers, meta.info.piece_length);
-        let answers = hash_answers(&mut n, &meta, &msgs);
-        assert_eq!(answers.len(), msgs.len());
-        let mut layer = Vec::new();
-        for (a, r) in answers.iter().zip(&reqs) {
-            let Ok(Some((Message::Hashes { req, hashes }, _))) = wire::decode(a, 1 << 20) else {
-                panic!("expected hashes for {r:?}");
-            };
-            assert_eq!(req, *r);
-            layer.extend(crate::hashes::verify(&root, file.length, &req, hashes).expect("proof"));
+        // Copied or shared: the same answers.
+        for shared in [false, true] {
+            let mut n = node(&meta, true, 1);
+            if shared {
+                n.s.share_piece_layers(Arc::new(meta.clone()));
+            } else {
+                n.s.set_piece_layers(&meta.piece_layers, meta.info.piece_length);
+            }
+            let answers = hash_answers(&mut n, &meta, &msgs);
+            assert_eq!(answers.len(), msgs.len());
+            let mut layer = Vec::new();
+            for (a, r) in answers.iter().zip(&reqs) {
+                let Ok(Some((Message::Hashes { req, hashes }, _))) = wire::decode(a, 1 << 20)
+                else {
+                    panic!("expected hashes for {r:?}");
+                };
+                assert_eq!(req, *r);
+                layer.extend(
+                    crate::hashes::verify(&root, file.length, &req, hashes).expect("proof"),
+                );
+            }
+            assert_eq!(Some(&layer), meta.piece_layers.get(&root));
+            assert!(matches!(
+                wire::decode(answers.last().expect("last"), 1 << 20),
+                Ok(Some((Message::HashReject(r), _))) if r == unknown
+            ));
         }
-        assert_eq!(Some(&layer), meta.piece_layers.get(&root));
-        assert!(matches!(
-            wire::decode(answers.last().expect("last"), 1 << 20),
-            Ok(Some((Message::HashReject(r), _))) if r == unknown
-        ));
     }
 }

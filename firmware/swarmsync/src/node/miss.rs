@@ -12,7 +12,6 @@
 //! served: while a newer release is syncing, a path could name different
 //! bytes in the two snapshots, so the client gets 503 and retries.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,7 +31,7 @@ const WAIT: Duration = Duration::from_secs(120);
 pub struct Engine {
     pub seq: u64,
     pub meta: Arc<Metainfo>,
-    pub index_of: Arc<HashMap<String, usize>>,
+    pub index_of: Arc<super::paths::PathIndex>,
     pub control: mpsc::Sender<Control>,
     pub completed: broadcast::Sender<usize>,
     pub readable: broadcast::Sender<Readable>,
@@ -76,7 +75,7 @@ impl ChannelMiss {
             return Err(MissError::Busy);
         };
         let path = rest.join("/");
-        let Some(&idx) = e.index_of.get(&path) else {
+        let Some(idx) = e.index_of.get(&path) else {
             return Err(MissError::NotFound);
         };
         if serving != Some(e.seq) {

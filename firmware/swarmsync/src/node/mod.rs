@@ -8,6 +8,7 @@
 
 mod leds;
 mod miss;
+mod paths;
 mod sync;
 
 use std::path::Path;

@@ -20,7 +20,6 @@
 //! The engine keeps seeding the release after the switch until a newer one
 //! arrives: LAN nodes fetch from each other.
 
-use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -29,10 +28,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serve::status::StatusBoard;
 use store::{Entry, Store};
-use swarm::engine::{Control, Options, Target};
+use swarm::engine::{Control, InfoFile, Options, Target};
 use tokio::sync::{broadcast, mpsc, watch};
 use torrent::metainfo::{File as TFile, Metainfo};
 
+use super::paths::PathIndex;
 use crate::config::Config;
 use crate::origin::{now_secs, write_atomic};
 
@@ -70,7 +70,11 @@ enum Report {
     /// Every selected file is stored.
     Complete {
         seq: u64,
-        entries: Vec<(Vec<String>, Entry)>,
+        /// The release's torrent and, per file, whether it was selected:
+        /// the snapshot's entries are made from these one at a time
+        /// ([`snapshot_entries`]), never all at once.
+        meta: Arc<Metainfo>,
+        selected: Vec<bool>,
     },
     Failed {
         seq: u64,
@@ -450,7 +454,11 @@ impl ChannelTask {
                 self.error(&format!("release {seq}: {error}"));
                 installed
             }
-            Report::Complete { seq, entries } => {
+            Report::Complete {
+                seq,
+                meta,
+                selected,
+            } => {
                 let Some(release) = active.as_ref().map(|a| a.release.clone()) else {
                     return installed;
                 };
@@ -463,8 +471,8 @@ impl ChannelTask {
                 let switched = tokio::task::spawn_blocking(move || -> Result<store::GcReport> {
                     let mut st = lock(&s)?;
                     st.flush()?;
-                    stamp_new_objects(&st, &entries, created);
-                    st.build_snapshot(seq, entries)?;
+                    stamp_new_objects(&st, snapshot_entries(&meta, &selected), created);
+                    st.build_snapshot(seq, snapshot_entries(&meta, &selected))?;
                     st.switch_current(seq)?;
                     let retain: Vec<u64> = previous.into_iter().chain([seq]).collect();
                     Ok(st.gc(&retain)?)
@@ -544,8 +552,11 @@ impl ChannelTask {
         }
     }
 
-    /// The torrent of `r`: recorded, or fetched and checked.
-    async fn torrent(&self, r: &channel::Release) -> Result<Metainfo> {
+    /// The torrent of `r`: recorded, or fetched and checked. Parsed without
+    /// its info dictionary's bytes, which stay in the recorded file (the
+    /// returned [`InfoFile`]): they are the largest part of a big torrent
+    /// and only peers asking for metadata need them.
+    async fn torrent(&self, r: &channel::Release) -> Result<(Metainfo, InfoFile)> {
         let path = self
             .node_dir()
             .join("torrents")
@@ -570,7 +581,9 @@ impl ChannelTask {
                 }
             }
         };
-        let meta = Metainfo::from_bytes(&bytes).context("the release's torrent")?;
+        let limits = torrent::metainfo::Limits::default();
+        let meta =
+            Metainfo::from_bytes_without_raw(&bytes, &limits).context("the release's torrent")?;
         if meta.info.v2_infohash != Some(r.v2) || (r.v1.is_some() && meta.info.v1_infohash != r.v1)
         {
             self.reject(
@@ -585,7 +598,14 @@ impl ChannelTask {
         if !path.exists() {
             write_atomic(&path, &bytes)?;
         }
-        Ok(meta)
+        let span = Metainfo::info_span(&bytes, &limits)
+            .context("the release's torrent has no info dictionary")?;
+        let info = InfoFile {
+            path,
+            offset: span.start as u64,
+            len: span.len() as u64,
+        };
+        Ok((meta, info))
     }
 
     async fn sync(
@@ -595,46 +615,37 @@ impl ChannelTask {
         mut stop: watch::Receiver<bool>,
         report: &mpsc::UnboundedSender<Report>,
     ) -> Result<()> {
-        let meta = Arc::new(self.torrent(&r).await?);
+        let (meta, info_file) = self.torrent(&r).await?;
+        let meta = Arc::new(meta);
         let files = &meta.info.files;
-        let tree: Vec<repo::TreeFile> = files
-            .iter()
-            .filter(|f| !f.attr.pad)
-            .map(|f| repo::TreeFile {
-                path: f.path.join("/"),
-                size: f.length,
-            })
-            .collect();
-        let index_of: Arc<HashMap<String, usize>> = Arc::new(
-            files
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| !f.attr.pad)
-                .map(|(i, f)| (f.path.join("/"), i))
-                .collect(),
-        );
+        // Files are named by their index in the torrent from here on: the
+        // torrent holds each path once, nothing here copies them for the
+        // life of the sync (see paths.rs).
+        let index_of = Arc::new(PathIndex::new(Arc::clone(&meta)));
         // Phase 1: the repository metadata (everything without a subset).
-        let first: BTreeSet<String> = match &self.subset {
-            None => tree.iter().map(|f| f.path.clone()).collect(),
-            Some(s) => repo::metadata_paths(s, &tree).into_iter().collect(),
+        let first: Vec<usize> = match &self.subset {
+            None => (0..files.len()).filter(|&i| !files[i].attr.pad).collect(),
+            Some(s) => repo::metadata_paths(s, &tree_of(&meta))
+                .iter()
+                .filter_map(|p| index_of.get(p))
+                .collect(),
         };
         let mut wanted = vec![false; files.len()];
-        for p in &first {
-            if let Some(&i) = index_of.get(p) {
-                wanted[i] = true;
-            }
+        for &i in &first {
+            wanted[i] = true;
         }
         let (control_tx, control_rx) = mpsc::channel::<Control>(1024);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<usize>();
         let mut opts = Options::with_target(
             Target::Store {
                 store: Arc::clone(&store),
-                wanted: wanted.clone(),
+                wanted,
             },
             crate::cmd_swarm::peer_id(),
         );
         opts.control = Some(control_rx);
         opts.completed = Some(done_tx);
+        opts.info_file = Some(info_file);
         opts.seed = true;
         opts.listen = Some(self.listen);
         let mut peers = crate::cmd_swarm::resolve(&self.peers).unwrap_or_default();
@@ -703,51 +714,84 @@ impl ChannelTask {
             .await
         });
 
-        let data_files = |set: &BTreeSet<String>| -> BTreeSet<usize> {
-            set.iter()
-                .filter_map(|p| index_of.get(p).copied())
-                .filter(|&i| files[i].length > 0 && files[i].symlink_target.is_none())
-                .collect()
+        // Files to wait for: selected, with data (not empty, not a link).
+        let has_data = |i: usize| files[i].length > 0 && files[i].symlink_target.is_none();
+        let mut done = vec![false; files.len()];
+        let mut need = vec![false; files.len()];
+        let mut selected = vec![false; files.len()];
+        for &i in &first {
+            selected[i] = true;
+            need[i] = has_data(i);
+        }
+        drop(first);
+        let count = |need: &[bool], done: &[bool]| -> (u64, u64) {
+            let total = need.iter().filter(|n| **n).count() as u64;
+            let have = need.iter().zip(done).filter(|(n, d)| **n && **d).count() as u64;
+            (total, have)
         };
-        let mut done: BTreeSet<usize> = BTreeSet::new();
-        let mut need = data_files(&first);
-        let mut selected = first.clone();
+        let (mut need_total, mut need_done) = count(&need, &done);
         let mut planned = self.subset.is_none();
         self.status(|c| {
-            c.files_total = need.len() as u64;
+            c.files_total = need_total;
             c.files_done = 0;
         });
         loop {
-            if need.is_subset(&done) {
+            if need_done == need_total {
                 if planned {
                     break;
                 }
                 // Phase 2: choose the subset from the metadata.
-                let plan = self.plan(&meta, &store, &tree, &index_of).await?;
+                let plan = self.plan(&meta, &store, &index_of).await?;
                 tracing::info!("channel {}: {}", self.name, plan.summary());
-                selected = plan.selected.clone();
-                let more = data_files(&selected);
-                self.check_budget(&meta, &store, &more).await?;
-                for &i in more.difference(&need) {
-                    control_tx
-                        .send(Control::Want {
-                            file: i,
-                            urgent: false,
-                        })
-                        .await
-                        .ok();
+                selected.iter_mut().for_each(|s| *s = false);
+                for p in &plan.selected {
+                    if let Some(i) = index_of.get(p) {
+                        selected[i] = true;
+                    }
                 }
-                need = more;
+                drop(plan);
+                let more: Vec<usize> = (0..files.len())
+                    .filter(|&i| selected[i] && has_data(i))
+                    .collect();
+                self.check_budget(&meta, &store, &more).await?;
+                for &i in &more {
+                    if !need[i] {
+                        need[i] = true;
+                        control_tx
+                            .send(Control::Want {
+                                file: i,
+                                urgent: false,
+                            })
+                            .await
+                            .ok();
+                    }
+                }
+                // What was needed before and is not selected now (a plan
+                // never drops metadata, but a subset may) stops counting.
+                for (i, n) in need.iter_mut().enumerate() {
+                    *n = *n && selected[i] && has_data(i);
+                }
+                (need_total, need_done) = count(&need, &done);
                 planned = true;
-                self.status(|c| c.files_total = need.len() as u64);
+                self.status(|c| {
+                    c.files_total = need_total;
+                    c.files_done = need_done;
+                });
                 continue;
             }
             tokio::select! {
                 i = done_rx.recv() => match i {
                     Some(i) => {
                         let _ = completed_tx.send(i);
-                        done.insert(i);
-                        let n = done.intersection(&need).count() as u64;
+                        if let Some(d) = done.get_mut(i)
+                            && !*d
+                        {
+                            *d = true;
+                            if need[i] {
+                                need_done += 1;
+                            }
+                        }
+                        let n = need_done;
                         self.status(|c| c.files_done = n);
                     }
                     None => {
@@ -765,29 +809,12 @@ impl ChannelTask {
                 }
             }
         }
+        drop((need, done));
         // Everything selected is stored: hand the tree to the loop.
-        let mut entries = Vec::new();
-        for (i, f) in files.iter().enumerate() {
-            if f.attr.pad {
-                continue;
-            }
-            let path = f.path.join("/");
-            let entry = if let Some(t) = &f.symlink_target {
-                Entry::Symlink(relative_target(&f.path, t))
-            } else if f.length == 0 {
-                // Empty files cost nothing: always in the tree.
-                Entry::Empty
-            } else if !selected.contains(&path) {
-                continue;
-            } else {
-                let _ = i;
-                Entry::File(f.pieces_root.unwrap_or_default())
-            };
-            entries.push((f.path.clone(), entry));
-        }
         let _ = report.send(Report::Complete {
             seq: r.seq,
-            entries,
+            meta: Arc::clone(&meta),
+            selected,
         });
         // Keep seeding (and fetching on miss) until told to stop.
         loop {
@@ -811,25 +838,23 @@ impl ChannelTask {
         &self,
         meta: &Arc<Metainfo>,
         store: &Arc<Mutex<Store>>,
-        tree: &[repo::TreeFile],
-        index_of: &HashMap<String, usize>,
+        index_of: &Arc<PathIndex>,
     ) -> Result<repo::Plan> {
         let Some(subset) = self.subset.clone() else {
             bail!("no subset");
         };
-        let paths: HashMap<String, PathBuf> = {
-            let st = lock(store)?;
-            index_of
-                .iter()
-                .map(|(p, &i)| (p.clone(), object_or_empty(&st, &meta.info.files[i])))
-                .collect()
-        };
-        let tree = tree.to_vec();
+        let (meta, store, index_of) = (Arc::clone(meta), Arc::clone(store), Arc::clone(index_of));
         tokio::task::spawn_blocking(move || {
+            let tree = tree_of(&meta);
             let mut read = |p: &str| -> Result<Vec<u8>, repo::Error> {
-                let path = paths
+                let f = index_of
                     .get(p)
+                    .map(|i| &meta.info.files[i])
                     .ok_or_else(|| repo::Error::read(p, "not in the snapshot"))?;
+                let path = {
+                    let st = lock(&store).map_err(|e| repo::Error::read(p, e))?;
+                    object_or_empty(&st, f)
+                };
                 std::fs::read(path).map_err(|e| repo::Error::read(p, e))
             };
             repo::plan(&subset, &tree, &mut read)
@@ -844,7 +869,7 @@ impl ChannelTask {
         &self,
         meta: &Arc<Metainfo>,
         store: &Arc<Mutex<Store>>,
-        files: &BTreeSet<usize>,
+        files: &[usize],
     ) -> Result<()> {
         let Some(budget) = self.budget else {
             return Ok(());
@@ -880,11 +905,15 @@ impl ChannelTask {
 /// and two different contents downloaded within one second would
 /// otherwise share a date and get a wrong 304. Objects from earlier
 /// releases are older than `created` and keep their date.
-fn stamp_new_objects(st: &Store, entries: &[(Vec<String>, Entry)], created: u64) {
+fn stamp_new_objects(
+    st: &Store,
+    entries: impl Iterator<Item = (Vec<String>, Entry)>,
+    created: u64,
+) {
     let when = std::time::UNIX_EPOCH + Duration::from_secs(created);
     for (_, e) in entries {
         let Entry::File(root) = e else { continue };
-        let path = st.object_path(root);
+        let path = st.object_path(&root);
         let Ok(f) = std::fs::File::open(&path) else {
             continue;
         };
@@ -907,12 +936,53 @@ async fn until_unix(at: Option<u64>) {
     }
 }
 
+/// The snapshot of a synced release: every symlink and empty file, and the
+/// selected files with data, each as (path components, entry).
+fn snapshot_entries<'a>(
+    meta: &'a Metainfo,
+    selected: &'a [bool],
+) -> impl Iterator<Item = (Vec<String>, Entry)> + 'a {
+    meta.info
+        .files
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.attr.pad)
+        .filter_map(move |(i, f)| {
+            let entry = if let Some(t) = &f.symlink_target {
+                Entry::Symlink(relative_target(&f.path, t))
+            } else if f.length == 0 {
+                // Empty files cost nothing: always in the tree.
+                Entry::Empty
+            } else if selected.get(i).copied().unwrap_or(false) {
+                Entry::File(f.pieces_root.unwrap_or_default())
+            } else {
+                return None;
+            };
+            Some((f.path.clone(), entry))
+        })
+}
+
 /// The next release payload a peer announced; never without a receiver.
 async fn recv_heard(rx: &mut Option<mpsc::Receiver<Vec<u8>>>) -> Option<Vec<u8>> {
     match rx {
         Some(r) => r.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// The repository reader's view of a torrent: every non-pad file with its
+/// '/'-joined path. Built when needed and dropped after (it copies every
+/// path).
+fn tree_of(meta: &Metainfo) -> Vec<repo::TreeFile> {
+    meta.info
+        .files
+        .iter()
+        .filter(|f| !f.attr.pad)
+        .map(|f| repo::TreeFile {
+            path: f.path.join("/"),
+            size: f.length,
+        })
+        .collect()
 }
 
 fn object_or_empty(st: &Store, f: &TFile) -> PathBuf {
