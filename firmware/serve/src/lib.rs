@@ -173,7 +173,7 @@ impl Default for Config {
             max_headers: 64,
             max_header_bytes: 16 * 1024,
             max_uri_bytes: 8 * 1024,
-            chunk_size: 64 * 1024,
+            chunk_size: 512 * 1024,
             body_memory: 8 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(5),
             sticky_grace: Duration::from_secs(600),
