@@ -77,6 +77,16 @@ pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_swarmsync"))
 }
 
+/// `swarmsync keygen --out key`; returns the public key it prints.
+pub fn keygen(key: &Path) -> String {
+    let out = run_within(
+        bin().args(["keygen", "--out"]).arg(key),
+        Duration::from_secs(30),
+    )
+    .ok();
+    out.stdout.trim().to_owned()
+}
+
 pub fn port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

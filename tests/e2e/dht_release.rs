@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use swarm::dht::{Config, Dht};
 
-use crate::common::{bin, current_seq, port, run_within, served_seq, spawn};
+use crate::common::{bin, current_seq, keygen, port, run_within, served_seq, spawn};
 
 /// A private DHT of `n` server nodes on 127.0.0.1, each joining through
 /// the first. The nodes run on their own threads; the runtime only
@@ -66,12 +66,7 @@ fn a_node_with_a_dead_feed_follows_the_dht_item() {
     std::fs::write(tree.join("pool/a.deb"), vec![7u8; 100_000]).expect("write");
     std::fs::write(tree.join("Release"), b"one\n").expect("write");
     let key = d.join("k.key");
-    let out = run_within(
-        bin().args(["keygen", "--out"]).arg(&key),
-        Duration::from_secs(30),
-    )
-    .ok();
-    let public = out.stdout.trim().to_owned();
+    let public = keygen(&key);
 
     let (_rt, _net, dht_nodes) = testnet(4);
     let (o_peer, o_http) = (port(), port());

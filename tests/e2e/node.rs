@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::{bin, current_seq, port, run_within, served_seq, spawn};
+use crate::common::{bin, current_seq, keygen, port, run_within, served_seq, spawn};
 
 fn wait_seq(http: u16, want: u64, limit: Duration, what: &str, logs: &[&Path]) {
     let t0 = Instant::now();
@@ -39,12 +39,7 @@ fn a_node_learns_a_release_from_its_peer() {
     std::fs::write(tree.join("pool/a.deb"), vec![7u8; 200_000]).expect("write");
     std::fs::write(tree.join("Release"), b"one\n").expect("write");
     let key = d.join("k.key");
-    let out = run_within(
-        bin().args(["keygen", "--out"]).arg(&key),
-        Duration::from_secs(30),
-    )
-    .ok();
-    let public = out.stdout.trim().to_owned();
+    let public = keygen(&key);
     let (o_peer, o_http) = (port(), port());
     let publish = |once: bool| {
         let mut c = bin();
@@ -157,12 +152,7 @@ impl MissSetup {
         let big: Vec<u8> = (0..big_len).map(|i| (i * 7 % 251) as u8).collect();
         std::fs::write(tree.join("other/big.iso"), &big).expect("write");
         let key = d.join("k.key");
-        let out = run_within(
-            bin().args(["keygen", "--out"]).arg(&key),
-            Duration::from_secs(30),
-        )
-        .ok();
-        let public = out.stdout.trim().to_owned();
+        let public = keygen(&key);
         let (o_peer, o_http, peer, http) = (port(), port(), port(), port());
         let origin_log = d.join("origin.log");
         let origin = spawn(
