@@ -210,6 +210,57 @@ fn store_opts(
     opts
 }
 
+/// A seeding store-target engine that takes [`Control`]s, as a node runs
+/// one for fetch-on-miss.
+struct Controlled {
+    control: mpsc::Sender<Control>,
+    completed: mpsc::UnboundedReceiver<usize>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<Summary, swarm::Error>>,
+}
+
+impl Controlled {
+    fn start(meta: &Arc<Metainfo>, mut opts: Options) -> Controlled {
+        let (control, ctl_rx) = mpsc::channel(8);
+        let (done_tx, completed) = mpsc::unbounded_channel();
+        opts.control = Some(ctl_rx);
+        opts.completed = Some(done_tx);
+        opts.seed = true;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(engine::run(
+            Arc::clone(meta),
+            opts,
+            async move {
+                let _ = stopped.await;
+            },
+            |_| {},
+        ));
+        Controlled {
+            control,
+            completed,
+            stop,
+            task,
+        }
+    }
+
+    /// Wants `file`, then waits up to `limit` for the next completed file.
+    async fn want(&mut self, file: usize, urgent: bool, limit: Duration, what: &str) -> usize {
+        self.control
+            .send(Control::Want { file, urgent })
+            .await
+            .expect("control");
+        self.next(limit, what).await
+    }
+
+    /// The next completed file, within `limit`.
+    async fn next(&mut self, limit: Duration, what: &str) -> usize {
+        tokio::time::timeout(limit, self.completed.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{what}"))
+            .expect("engine running")
+    }
+}
+
 /// Runs a store-target download to completion.
 async fn leech(meta: &Arc<Metainfo>, opts: Options) -> Summary {
     let run = engine::run(Arc::clone(meta), opts, std::future::pending(), |_| {});
@@ -331,46 +382,27 @@ async fn subset_then_control_then_next_release_reuses_objects() {
         .expect("an unwanted file with data")
         .clone();
     let stored = with_data[0].clone();
-    let (ctl_tx, ctl_rx) = mpsc::channel(8);
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let mut opts = store_opts(&store, Vec::new(), &[seeder.addr], 3);
-    opts.control = Some(ctl_rx);
-    opts.completed = Some(done_tx);
-    opts.seed = true;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let m = Arc::clone(&meta1);
-    let task = tokio::spawn(engine::run(
-        m,
-        opts,
-        async move {
-            let _ = stopped.await;
-        },
-        |_| {},
-    ));
-    ctl_tx
-        .send(Control::Want {
-            file: idx1[&missing],
-            urgent: true,
-        })
-        .await
-        .expect("control");
-    let got = tokio::time::timeout(Duration::from_secs(30), done_rx.recv())
-        .await
-        .expect("urgent file completes in time");
-    assert_eq!(got, Some(idx1[&missing]));
-    ctl_tx
-        .send(Control::Want {
-            file: idx1[&stored],
-            urgent: false,
-        })
-        .await
-        .expect("control");
-    let got = tokio::time::timeout(Duration::from_secs(10), done_rx.recv())
-        .await
-        .expect("stored file reported");
-    assert_eq!(got, Some(idx1[&stored]));
-    let _ = stop.send(());
-    let s2 = tokio::time::timeout(Duration::from_secs(20), task)
+    let mut e = Controlled::start(&meta1, store_opts(&store, Vec::new(), &[seeder.addr], 3));
+    let got = e
+        .want(
+            idx1[&missing],
+            true,
+            Duration::from_secs(30),
+            "urgent file completes in time",
+        )
+        .await;
+    assert_eq!(got, idx1[&missing]);
+    let got = e
+        .want(
+            idx1[&stored],
+            false,
+            Duration::from_secs(10),
+            "stored file reported",
+        )
+        .await;
+    assert_eq!(got, idx1[&stored]);
+    let _ = e.stop.send(());
+    let s2 = tokio::time::timeout(Duration::from_secs(20), e.task)
         .await
         .expect("stops")
         .expect("task")
@@ -788,34 +820,18 @@ async fn files_recorded_but_not_completed_complete_without_peers() {
     assert_eq!(object(&store, &root).as_deref(), Some(&tree[&a][..]));
 
     // Wanted while running: completed at the next flush.
-    let (ctl_tx, ctl_rx) = mpsc::channel(8);
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let mut opts = store_opts(&store, Vec::new(), &[], 2);
-    opts.control = Some(ctl_rx);
-    opts.completed = Some(done_tx);
-    opts.seed = true;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(engine::run(
-        Arc::clone(&meta),
-        opts,
-        async move {
-            let _ = stopped.await;
-        },
-        |_| {},
-    ));
-    ctl_tx
-        .send(Control::Want {
-            file: idx[&b],
-            urgent: false,
-        })
-        .await
-        .expect("control");
-    let got = tokio::time::timeout(Duration::from_secs(10), done_rx.recv())
-        .await
-        .expect("completed at the next flush");
-    assert_eq!(got, Some(idx[&b]));
-    let _ = stop.send(());
-    let s = task.await.expect("task").expect("run");
+    let mut e = Controlled::start(&meta, store_opts(&store, Vec::new(), &[], 2));
+    let got = e
+        .want(
+            idx[&b],
+            false,
+            Duration::from_secs(10),
+            "completed at the next flush",
+        )
+        .await;
+    assert_eq!(got, idx[&b]);
+    let _ = e.stop.send(());
+    let s = e.task.await.expect("task").expect("run");
     assert_eq!((s.completed_files, s.downloaded), (1, 0), "{s:?}");
     let root = root_of(&meta, &b).expect("root");
     assert_eq!(object(&store, &root).as_deref(), Some(&tree[&b][..]));
@@ -843,37 +859,21 @@ async fn a_copy_wanted_after_its_twin_was_stored_is_reported() {
     let (a, x) = (index[&path("d/a")], index[&path("d/by-hash/x")]);
     let mut wanted = vec![false; meta.info.files.len()];
     wanted[a] = true;
-    let (ctl_tx, ctl_rx) = mpsc::channel(8);
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let mut opts = store_opts(&store, wanted, &[seeder.addr], 2);
-    opts.control = Some(ctl_rx);
-    opts.completed = Some(done_tx);
-    opts.seed = true;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(engine::run(
-        Arc::clone(&meta),
-        opts,
-        async move {
-            let _ = stopped.await;
-        },
-        |_| {},
-    ));
-    let got = tokio::time::timeout(Duration::from_secs(30), done_rx.recv())
-        .await
-        .expect("the wanted file completes in time");
-    assert_eq!(got, Some(a));
-    ctl_tx
-        .send(Control::Want {
-            file: x,
-            urgent: false,
-        })
-        .await
-        .expect("control");
-    let got = tokio::time::timeout(Duration::from_secs(10), done_rx.recv())
-        .await
-        .expect("the copy is reported, not waited for");
-    assert_eq!(got, Some(x));
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+    let mut e = Controlled::start(&meta, store_opts(&store, wanted, &[seeder.addr], 2));
+    let got = e
+        .next(Duration::from_secs(30), "the wanted file completes in time")
+        .await;
+    assert_eq!(got, a);
+    let got = e
+        .want(
+            x,
+            false,
+            Duration::from_secs(10),
+            "the copy is reported, not waited for",
+        )
+        .await;
+    assert_eq!(got, x);
+    let _ = e.stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(20), e.task).await;
     seeder.stop().await;
 }
