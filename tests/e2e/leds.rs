@@ -38,6 +38,7 @@ use serve::status::Status;
 
 use crate::common::{fs_free, is_root, run_within};
 use crate::sync_attacks::{CHANNEL, Node, PIECE, Proc, bin, free_port, pseudo, write_tree};
+use crate::sync_crash::{FREE_LEFT, full_tree, start_on_small_tmpfs};
 
 /// What the issue allows between an event and its pattern on the LEDs.
 const BOUND: Duration = Duration::from_secs(2);
@@ -864,19 +865,6 @@ fn expired_release_shows_code_2_on_usr2_within_2s() {
     assert_eq!(ch.state, "expired", "status.json channel state");
 }
 
-/// Release 1 is about 1 MiB, release 2 adds about 3 MiB (the tmpfs is 6 MiB).
-fn disk_tree(n: u64) -> Vec<(String, Vec<u8>)> {
-    let mut files = vec![
-        ("dists/Release".to_owned(), pseudo(800 + n, 1000)),
-        ("pool/base.deb".to_owned(), pseudo(801, 1_000_000)),
-    ];
-    if n >= 2 {
-        files.push(("pool/big1.deb".into(), pseudo(802, 1_500_000)));
-        files.push(("pool/big2.deb".into(), pseudo(803, 1_500_000)));
-    }
-    files
-}
-
 #[test]
 fn disk_error_shows_code_1_on_usr3_within_2s() {
     if !is_root() {
@@ -886,32 +874,20 @@ fn disk_error_shows_code_1_on_usr3_within_2s() {
         return;
     }
     let tmp = tempfile::tempdir().expect("temp dir");
-    let origin = Origin::start(tmp.path(), &disk_tree(1), "2d");
+    let origin = Origin::start(tmp.path(), &full_tree(1), "2d");
     let first = origin.release().seq;
     let mut kit = kit(tmp.path(), &origin);
-    std::fs::create_dir_all(&kit.node.data).expect("mount point");
-    // The node runs in a mount namespace of its own with a 6 MiB tmpfs on
-    // data_dir; the test reaches that tmpfs through /proc/PID/root.
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "--propagation", "private", "sh", "-c"])
-        .arg("mount -t tmpfs -o size=6m swarmsync-leds \"$0\" && exec \"$1\" run --config \"$2\"")
-        .arg(&kit.node.data)
-        .arg(bin())
-        .arg(&kit.node.config);
-    kit.node.start_with(cmd);
-    let pid = kit.node.proc.as_ref().expect("node").child.id();
-    let inside = PathBuf::from(format!("/proc/{pid}/root"))
-        .join(kit.node.data.strip_prefix("/").expect("absolute data dir"));
+    let inside = start_on_small_tmpfs(&mut kit.node);
     wait_synced(&kit.node, first, START);
     let sampler = Sampler::start(&kit.leds);
     wait_led(&sampler, 3, &USR3_IDLE, &kit.node, Duration::from_secs(5));
 
     // Leave too little room for release 2, then publish it.
     let filler = inside.join("filler");
-    let fill = fs_free(&inside).saturating_sub(256 * 1024);
+    let fill = fs_free(&inside).saturating_sub(FREE_LEFT);
     let filled = Instant::now();
     std::fs::write(&filler, vec![0x5a; fill as usize]).expect("write filler");
-    let mut publish = origin.publish_command(&disk_tree(2));
+    let mut publish = origin.publish_command(&full_tree(2));
     let publisher = std::thread::spawn(move || run_within(&mut publish, START).ok());
 
     // The node's own report of the error, bounded below by the last poll

@@ -385,9 +385,9 @@ fn node_survives_sigkill_during_sync_switch_and_gc() {
 
 // --- disk full ---------------------------------------------------------------------------
 
-/// Tree of the disk-full test: release 1 is about 1 MiB, release 2 adds
-/// about 3 MiB.
-fn full_tree(n: u64) -> Vec<(String, Vec<u8>)> {
+/// Tree of the disk-full tests (here and leds.rs): release 1 is about
+/// 1 MiB, release 2 adds about 3 MiB.
+pub(crate) fn full_tree(n: u64) -> Vec<(String, Vec<u8>)> {
     let mut files = vec![
         ("dists/Release".to_owned(), pseudo(900 + n, 1000)),
         ("pool/base.deb".to_owned(), pseudo(901, 1_000_000)),
@@ -402,7 +402,24 @@ fn full_tree(n: u64) -> Vec<(String, Vec<u8>)> {
 /// Room left on the tmpfs for release 2 (which needs 3 MiB): enough for
 /// its torrent and the index, so the sync fails writing pieces. (With
 /// 16 KiB it fails saving the torrent; the node retries alike.)
-const FREE_LEFT: u64 = 256 * 1024;
+pub(crate) const FREE_LEFT: u64 = 256 * 1024;
+
+/// Starts `node` in a mount namespace of its own with a 6 MiB tmpfs on its
+/// data_dir (root only); returns where the test reaches that tmpfs
+/// (through /proc/PID/root).
+pub(crate) fn start_on_small_tmpfs(node: &mut Node) -> PathBuf {
+    std::fs::create_dir_all(&node.data).expect("mount point");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs -o size=6m swarmsync-test \"$0\" && exec \"$1\" run --config \"$2\"")
+        .arg(&node.data)
+        .arg(crate::sync_attacks::bin())
+        .arg(&node.config);
+    node.start_with(cmd);
+    let pid = node.proc.as_ref().expect("node").child.id();
+    PathBuf::from(format!("/proc/{pid}/root"))
+        .join(node.data.strip_prefix("/").expect("absolute data dir"))
+}
 
 #[test]
 fn node_reports_a_full_disk_keeps_serving_and_resumes() {
@@ -425,19 +442,7 @@ fn node_reports_a_full_disk_keeps_serving_and_resumes() {
         &server.url(&format!("/-/releases/{CHANNEL}")),
         &[],
     );
-    std::fs::create_dir_all(&node.data).expect("mount point");
-    // The node runs in its own mount namespace with a 6 MiB tmpfs on
-    // data_dir; the test reaches that tmpfs through /proc/PID/root.
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "--propagation", "private", "sh", "-c"])
-        .arg("mount -t tmpfs -o size=6m swarmsync-test \"$0\" && exec \"$1\" run --config \"$2\"")
-        .arg(&node.data)
-        .arg(crate::sync_attacks::bin())
-        .arg(&node.config);
-    node.start_with(cmd);
-    let pid = node.proc.as_ref().expect("node").child.id();
-    let inside: PathBuf = PathBuf::from(format!("/proc/{pid}/root"))
-        .join(node.data.strip_prefix("/").expect("absolute data dir"));
+    let inside = start_on_small_tmpfs(&mut node);
 
     wait_status(&node, "sync of release 1", SYNC, |c| {
         c.seq == Some(first) && c.state == "synced"

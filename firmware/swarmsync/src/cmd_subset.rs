@@ -77,16 +77,7 @@ async fn plan_channel(config: &Config, ch: &crate::config::Channel) -> Result<()
     if meta.info.v2_infohash != Some(release.v2) {
         bail!("the torrent does not match release {}", release.seq);
     }
-    let files: Vec<repo::TreeFile> = meta
-        .info
-        .files
-        .iter()
-        .filter(|f| !f.attr.pad)
-        .map(|f| repo::TreeFile {
-            path: f.path.join("/"),
-            size: f.length,
-        })
-        .collect();
+    let files = crate::node::tree_of(&meta);
     let subset = ch.subset.clone().unwrap_or(repo::Subset::Paths {
         include: vec!["**".into()],
     });

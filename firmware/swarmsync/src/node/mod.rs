@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 
-pub(crate) use sync::{ChannelTask, human};
+pub(crate) use sync::{ChannelTask, human, tree_of};
 
 pub fn run(config_path: &Path) -> Result<ExitCode> {
     let config = Config::load(config_path)?;

@@ -973,7 +973,7 @@ async fn recv_heard(rx: &mut Option<mpsc::Receiver<Vec<u8>>>) -> Option<Vec<u8>>
 /// The repository reader's view of a torrent: every non-pad file with its
 /// '/'-joined path. Built when needed and dropped after (it copies every
 /// path).
-fn tree_of(meta: &Metainfo) -> Vec<repo::TreeFile> {
+pub(crate) fn tree_of(meta: &Metainfo) -> Vec<repo::TreeFile> {
     meta.info
         .files
         .iter()
