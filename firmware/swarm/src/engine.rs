@@ -149,20 +149,16 @@ impl InfoFile {
     /// the file, or a reject (out of range, or the file unreadable).
     fn answer(&self, piece: u32, out: &mut Vec<u8>) {
         use std::os::unix::fs::FileExt;
-        let piece_len = ext::METADATA_PIECE_LEN as u64;
-        let start = u64::from(piece) * piece_len;
-        let total = u32::try_from(self.len)
-            .ok()
-            .filter(|s| *s != 0 && *s <= ext::MAX_METADATA_SIZE);
-        let read = |total: u32| -> Option<Vec<u8>> {
-            let n = usize::try_from(piece_len.min(u64::from(total).checked_sub(start)?)).ok()?;
-            let mut buf = vec![0u8; n];
+        let read = |range: std::ops::Range<usize>| -> Option<Vec<u8>> {
+            let mut buf = vec![0u8; range.len()];
             let f = std::fs::File::open(&self.path).ok()?;
-            f.read_exact_at(&mut buf, self.offset.checked_add(start)?)
+            f.read_exact_at(&mut buf, self.offset.checked_add(range.start as u64)?)
                 .ok()?;
             Some(buf)
         };
-        match total.and_then(|t| Some((t, read(t).filter(|b| !b.is_empty())?))) {
+        let piece_data = ext::metadata_piece(self.len, piece)
+            .and_then(|(total, range)| Some((total, read(range)?)));
+        match piece_data {
             Some((total_size, data)) => MetadataMessage::Data {
                 piece,
                 total_size,

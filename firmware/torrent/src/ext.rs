@@ -43,7 +43,7 @@ pub use handshake::{
 };
 pub use metadata::{
     InfoHashes, MAX_METADATA_SIZE, METADATA_PIECE_LEN, METADATA_REQUEST_TIMEOUT, MetadataAssembler,
-    MetadataMessage, metadata_piece_count, serve_metadata,
+    MetadataMessage, metadata_piece, metadata_piece_count, serve_metadata,
 };
 pub use pex::{MAX_PEX_LEN, MAX_PEX_PEERS, Pex, PexFlags, PexPeer, SEND_PEX_PEERS};
 

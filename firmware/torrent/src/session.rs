@@ -23,7 +23,7 @@
 //! - a peer that sent the only data of a piece that failed its hash check,
 //!   or a block that differed from the verified one, is banned.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -188,13 +188,10 @@ pub struct Session {
     round: u64,
     stats: Stats,
     completed_reported: bool,
-    /// Piece layers to answer BEP 52 hash requests from, by pieces root,
-    /// and their piece length. The layers only: a file's whole tree is
-    /// twice to four times its layer, and is built when a peer asks.
-    hash_layers: BTreeMap<Sha256, Vec<Sha256>>,
-    hash_piece_len: u64,
-    /// Or a torrent's own layers, shared with the caller (see
-    /// [`Session::share_piece_layers`]).
+    /// The torrent whose piece layers answer BEP 52 hash requests (see
+    /// [`Session::share_piece_layers`]). The layers only: a file's whole
+    /// tree is twice to four times its layer, and is built when a peer
+    /// asks.
     hash_meta: Option<Arc<Metainfo>>,
     /// The tree of the file asked about last: peers ask for one file's
     /// hashes in a row of requests.
@@ -217,37 +214,17 @@ impl Session {
             round: 0,
             stats: Stats::default(),
             completed_reported: false,
-            hash_layers: BTreeMap::new(),
-            hash_piece_len: 0,
             hash_meta: None,
             last_tree: None,
         }
     }
 
-    /// The piece layers (by pieces root) to answer BEP 52 hash requests
-    /// from, for `piece_len`-byte pieces: the torrent's own, or the ones
-    /// fetched for a magnet link. Without them every hash request gets a
-    /// hash reject. A layer that does not hash to its root is left out.
-    /// Costs 32 bytes per piece, plus the tree of one file at a time.
-    pub fn set_piece_layers(&mut self, layers: &BTreeMap<Sha256, Vec<Sha256>>, piece_len: u64) {
-        self.hash_layers = layers
-            .iter()
-            .filter(|(root, layer)| {
-                PieceTree::new(layer, piece_len).is_some_and(|t| t.root() == **root)
-            })
-            .map(|(root, layer)| (*root, layer.clone()))
-            .collect();
-        self.hash_piece_len = piece_len;
-        self.hash_meta = None;
-        self.last_tree = None;
-    }
-
-    /// As [`Session::set_piece_layers`] with a parsed torrent's own layers
-    /// (the parser checked each against its root), without copying them:
-    /// 2.5 MB for a 2 GB release of 32 KiB pieces.
+    /// The torrent whose piece layers answer BEP 52 hash requests (the
+    /// parser checked each layer against its root), shared rather than
+    /// copied: 2.5 MB for a 2 GB release of 32 KiB pieces. Without it every
+    /// hash request gets a hash reject. Costs the tree of one file at a
+    /// time on top.
     pub fn share_piece_layers(&mut self, meta: Arc<Metainfo>) {
-        self.hash_layers = BTreeMap::new();
-        self.hash_piece_len = meta.info.piece_length;
         self.hash_meta = Some(meta);
         self.last_tree = None;
     }
@@ -733,12 +710,9 @@ impl Session {
                         .as_ref()
                         .is_some_and(|(root, _)| *root == r.pieces_root);
                     if !cached {
-                        let layers = match &self.hash_meta {
-                            Some(m) => &m.piece_layers,
-                            None => &self.hash_layers,
-                        };
-                        self.last_tree = layers.get(&r.pieces_root).and_then(|layer| {
-                            Some((r.pieces_root, PieceTree::new(layer, self.hash_piece_len)?))
+                        self.last_tree = self.hash_meta.as_ref().and_then(|m| {
+                            let layer = m.piece_layers.get(&r.pieces_root)?;
+                            Some((r.pieces_root, PieceTree::new(layer, m.info.piece_length)?))
                         });
                     }
                     self.last_tree
@@ -1457,14 +1431,9 @@ mod tests {
             ));
         }
 
-        // Copied or shared: the same answers.
-        for shared in [false, true] {
+        {
             let mut n = node(&meta, true, 1);
-            if shared {
-                n.s.share_piece_layers(Arc::new(meta.clone()));
-            } else {
-                n.s.set_piece_layers(&meta.piece_layers, meta.info.piece_length);
-            }
+            n.s.share_piece_layers(Arc::new(meta.clone()));
             let answers = hash_answers(&mut n, &meta, &msgs);
             assert_eq!(answers.len(), msgs.len());
             let mut layer = Vec::new();

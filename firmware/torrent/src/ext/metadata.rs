@@ -174,10 +174,7 @@ impl<'a> MetadataMessage<'a> {
 /// piece, or a reject when it does not exist (or the info is over
 /// [`MAX_METADATA_SIZE`], which no peer could accept).
 pub fn serve_metadata(info: &[u8], piece: u32) -> MetadataMessage<'_> {
-    let size = u32::try_from(info.len())
-        .ok()
-        .filter(|s| *s != 0 && *s <= MAX_METADATA_SIZE);
-    match size.and_then(|s| Some((s, piece_range(s, piece)?))) {
+    match metadata_piece(info.len() as u64, piece) {
         Some((total_size, range)) => MetadataMessage::Data {
             piece,
             total_size,
@@ -185,6 +182,17 @@ pub fn serve_metadata(info: &[u8], piece: u32) -> MetadataMessage<'_> {
         },
         None => MetadataMessage::Reject { piece },
     }
+}
+
+/// What [`serve_metadata`] sends of an info dictionary of `len` bytes for
+/// `piece`: the dictionary's size and the piece's byte range, or `None`
+/// for a reject (empty or oversized dictionary, piece out of range). For
+/// callers that read the dictionary from a file instead of holding it.
+pub fn metadata_piece(len: u64, piece: u32) -> Option<(u32, std::ops::Range<usize>)> {
+    let size = u32::try_from(len)
+        .ok()
+        .filter(|s| *s != 0 && *s <= MAX_METADATA_SIZE)?;
+    Some((size, piece_range(size, piece)?))
 }
 
 /// The infohashes a magnet names; at least one must be present.
