@@ -48,45 +48,19 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-LTPEER = os.path.join(ROOT, "tests", "interop", "ltpeer.py")
-PY = "/usr/bin/python3"
-MIB = 1 << 20
-children = []
-
-
-def log(msg):
-    sys.stderr.write("download.py: %s\n" % msg)
-    sys.stderr.flush()
-
-
-def die(msg):
-    log("error: " + msg)
-    sys.exit(1)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def status(pid):
-    """VmHWM, RssAnon in KiB from /proc/PID/status (None when gone)."""
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            text = f.read()
-    except OSError:
-        return None
-    out = {}
-    for line in text.splitlines():
-        k, _, v = line.partition(":")
-        if k in ("VmHWM", "RssAnon", "VmRSS"):
-            out[k] = int(v.split()[0])
-    return out
+from benchlib import (
+    LTPEER,
+    MIB,
+    PY,
+    ROOT,
+    children,
+    cleanup,
+    die,
+    free_port,
+    log,
+    proc_status,
+    version,
+)
 
 
 def cpu_seconds(pid):
@@ -106,7 +80,7 @@ class Sampler:
         self.anon = 0
 
     def sample(self):
-        s = status(self.pid)
+        s = proc_status(self.pid)
         if s:
             self.hwm = max(self.hwm, s.get("VmHWM", 0))
             self.anon = max(self.anon, s.get("RssAnon", 0))
@@ -169,14 +143,6 @@ def make_data(src, name, size_mib):
             for _ in range(mib):
                 f.write(os.urandom(MIB))
     return sum(parts) * MIB
-
-
-def version(argv):
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-        return (out.stdout or out.stderr).strip().splitlines()[0]
-    except Exception as e:
-        return "? (%s)" % e
 
 
 class Seeder:
@@ -305,15 +271,6 @@ def bench_transmission(work, torrent, dl, seeder):
         return tr.bench(torrent, dl, seeder)
     finally:
         tr.stop()
-
-
-def cleanup():
-    for p in list(children):
-        try:
-            p.kill()
-            p.wait(10)
-        except Exception:
-            pass
 
 
 def main():

@@ -62,31 +62,21 @@ import sys
 import time
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-LTPEER = os.path.join(ROOT, "tests", "interop", "ltpeer.py")
-PY = "/usr/bin/python3"
-MIB = 1 << 20
+from benchlib import (
+    LTPEER,
+    MIB,
+    PY,
+    ROOT,
+    children,
+    cleanup,
+    die,
+    free_port,
+    log,
+    proc_status,
+    version,
+)
+
 CHANNEL = "bench"
-children = []
-
-
-def log(msg):
-    sys.stderr.write("sync.py: %s\n" % msg)
-    sys.stderr.flush()
-
-
-def die(msg):
-    log("error: " + msg)
-    sys.exit(1)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def mib(n):
@@ -164,21 +154,6 @@ def change_files(root, entries, pct, rep, mode):
 # --- processes --------------------------------------------------------------
 
 
-def proc_status(pid):
-    """VmRSS, VmHWM, RssAnon in KiB (empty when gone)."""
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            text = f.read()
-    except OSError:
-        return {}
-    out = {}
-    for line in text.splitlines():
-        k, _, v = line.partition(":")
-        if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-            out[k] = int(v.split()[0])
-    return out
-
-
 def proc_io(pid):
     try:
         with open("/proc/%d/io" % pid) as f:
@@ -235,27 +210,9 @@ def stop(p, timeout=30):
     return p.returncode
 
 
-def cleanup():
-    for p in list(children):
-        try:
-            p.kill()
-            p.wait(10)
-        except Exception:
-            pass
-        children.remove(p)
-
-
 def http_get(url, timeout=5):
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.read()
-
-
-def version(argv):
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-        return (out.stdout or out.stderr).strip().splitlines()[0]
-    except Exception as e:
-        return "? (%s)" % e
 
 
 # --- 1. re-publish ----------------------------------------------------------
