@@ -12,10 +12,9 @@
 //! - The release: from the channels' states, not from seeing a sync end (a
 //!   sync shorter than a tick, or the re-seed of the installed release at
 //!   start, is never seen as "syncing").
-//! - Expiry: from the installed release's `expires` against the clock
-//!   (the channel crate's rule, "expired from that second on"), because the
-//!   sync loop only notices it at its next feed poll, a minute later by
-//!   default.
+//! - Expiry: from the channel's "expired" state, which the sync loop sets
+//!   at the installed release's `expires` second (a timer, not its next
+//!   feed poll).
 //! - A disk error: from the channel's `last_error`, which stays set until a
 //!   sync succeeds; the channel's state goes back to "syncing" at every
 //!   retry, and following it would restart the code on each attempt.
@@ -86,9 +85,6 @@ pub async fn run(config: bsp::config::Leds, board: StatusBoard, mut stop: watch:
             requests: s.http.requests,
             ..Seen::default()
         };
-        let clock = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         let mut installed = false;
         let mut expired = false;
         for c in &s.channels {
@@ -97,13 +93,10 @@ pub async fn run(config: bsp::config::Leds, board: StatusBoard, mut stop: watch:
                     let (d, t) = now.syncing.unwrap_or((0, 0));
                     now.syncing = Some((d + c.have_bytes, t + c.total_bytes));
                 }
-                // `release_expires` names the installed release in these
-                // states (while syncing or failing, the newer one's).
-                "synced" | "expired" => {
+                "synced" => installed = true,
+                "expired" => {
                     installed = true;
-                    let floor = channel::time_floor(clock, c.release_created);
-                    expired |=
-                        c.state == "expired" || c.release_expires.is_some_and(|e| floor >= e);
+                    expired = true;
                 }
                 _ => {}
             }

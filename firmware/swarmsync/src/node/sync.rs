@@ -930,8 +930,13 @@ fn stamp_new_objects(
 /// Resolves at Unix second `at` when that is still ahead; never otherwise
 /// (a time already past was dealt with when it was reached).
 async fn until_unix(at: Option<u64>) {
-    match at.map(|t| t.saturating_sub(now_secs())) {
-        Some(ahead) if ahead > 0 => tokio::time::sleep(Duration::from_secs(ahead)).await,
+    let ahead = at.and_then(|t| {
+        (std::time::UNIX_EPOCH + Duration::from_secs(t))
+            .duration_since(std::time::SystemTime::now())
+            .ok()
+    });
+    match ahead {
+        Some(d) if !d.is_zero() => tokio::time::sleep(d).await,
         _ => std::future::pending().await,
     }
 }
