@@ -12,7 +12,6 @@
 //! served: while a newer release is syncing, a path could name different
 //! bytes in the two snapshots, so the client gets 503 and retries.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,15 +43,6 @@ pub struct ChannelMiss {
     engine: Mutex<Option<Engine>>,
     /// The seq of the snapshot `current` points to.
     serving: Mutex<Option<u64>>,
-}
-
-/// One file being fetched for a client.
-struct Want {
-    file: usize,
-    length: u64,
-    piece_length: u64,
-    object: PathBuf,
-    partial: PathBuf,
 }
 
 impl ChannelMiss {
@@ -90,7 +80,7 @@ impl ChannelMiss {
         else {
             return Err(MissError::NotFound);
         };
-        let want = {
+        let (object, partial) = {
             let st = e
                 .store
                 .lock()
@@ -98,31 +88,24 @@ impl ChannelMiss {
             if st.has_object(&root) {
                 return Ok(Found::Complete(st.object_path(&root)));
             }
-            Want {
-                file: idx,
-                length: f.length,
-                piece_length: e.meta.info.piece_length.max(1),
-                object: st.object_path(&root),
-                partial: st.partial_path(&root),
-            }
+            (st.object_path(&root), st.partial_path(&root))
         };
         // Subscribe before asking, so nothing can slip by.
         let done = e.completed.subscribe();
         let readable = e.readable.subscribe();
-        let ask = Control::Want {
-            file: idx,
-            urgent: true,
-        };
         e.control
-            .send(ask.clone())
+            .send(Control::Want {
+                file: idx,
+                urgent: true,
+            })
             .await
             .map_err(|_| MissError::Unavailable("the engine stopped".into()))?;
         let (tx, mut rx) = watch::channel(0u64);
-        let length = want.length;
+        let length = f.length;
         tokio::spawn(track(
-            want.file,
+            idx,
             length,
-            want.piece_length,
+            e.meta.info.piece_length.max(1),
             done,
             readable,
             e.control.clone(),
@@ -139,10 +122,9 @@ impl ChannelMiss {
             }
             Err(_) => return Err(MissError::TimedOut),
         }
-        if *rx.borrow() >= length && want.object.is_file() {
-            return Ok(Found::Complete(want.object));
+        if *rx.borrow() >= length && object.is_file() {
+            return Ok(Found::Complete(object));
         }
-        let (partial, object) = (want.partial, want.object);
         Ok(Found::Growing(Growing {
             length,
             ready: rx,
