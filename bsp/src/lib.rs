@@ -17,14 +17,18 @@
 //! Every path (the LED class dir, the GPIO chip, the watchdog device, the
 //! root used for board detection) comes from the config, so the tests run
 //! against temporary trees and the qemu tests against a guest's real kernel.
-//! The crate has no `unsafe`: sysfs files are plain reads and writes, the
-//! watchdog needs only write(2), and gpiocdev wraps the ioctls.
+//! - [`memory`]: the C allocator's settings for a long-running node.
+//!
+//! The only `unsafe` is in [`memory`] (two glibc calls); sysfs files are
+//! plain reads and writes, the watchdog needs only write(2), and gpiocdev
+//! wraps the ioctls.
 
 pub mod board;
 pub mod config;
 mod driver;
 pub mod gpio;
 mod led_class;
+pub mod memory;
 pub mod net;
 mod soft;
 pub mod watchdog;

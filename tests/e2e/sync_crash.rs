@@ -124,7 +124,7 @@ fn roots(origin: &Origin, seq: u64) -> HashMap<String, (Sha256, u64)> {
         .files
         .iter()
         .filter(|f| !f.attr.pad && f.length > 0)
-        .filter_map(|f| Some((f.path.join("/"), (f.pieces_root?, f.length))))
+        .filter_map(|f| Some((f.path.as_str().to_owned(), (f.pieces_root?, f.length))))
         .collect()
 }
 

@@ -37,8 +37,12 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 
 /// Version of the table layout above.
 pub(crate) const FORMAT: u64 = 1;
-/// Page cache of the index (design.md: 7 MiB RSS with a 4 MiB cache).
-pub(crate) const CACHE_BYTES: usize = 4 * 1024 * 1024;
+/// Page cache of the index. 1 MiB: it holds the B-tree's upper levels and
+/// the pages a sync is writing; the rest is read back from the kernel's
+/// page cache. With 4 MiB (design.md's benchmark figure) the cache of a
+/// node that had synced 20,000 files stayed full, 4 MiB of a 32 MiB
+/// budget, for the node's life (docs/benchmarks.md, node memory).
+pub(crate) const CACHE_BYTES: usize = 1024 * 1024;
 
 /// `root ++ index`.
 pub(crate) fn piece_key(root: &Sha256, index: u32) -> [u8; 36] {

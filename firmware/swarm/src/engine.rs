@@ -306,8 +306,9 @@ pub async fn run(
         }
         Target::Store { store, wanted } => {
             let (m, s, w) = (Arc::clone(&meta), Arc::clone(store), wanted.clone());
+            let l = layout.clone();
             let (mut target, opened) =
-                tokio::task::spawn_blocking(move || StoreTarget::open(m, s, &w))
+                tokio::task::spawn_blocking(move || StoreTarget::open_with_layout(m, l, s, &w))
                     .await
                     .map_err(|e| crate::Error::Storage {
                         path: target_path.clone(),

@@ -47,7 +47,7 @@ impl Storage {
         for f in &info.files {
             let mut p = base.clone();
             if !info.single_file {
-                p.extend(&f.path);
+                p.extend(f.path.components());
             } else {
                 p.push(&info.name);
             }
@@ -62,7 +62,7 @@ impl Storage {
                         for _ in 0..depth {
                             rel.push("..");
                         }
-                        rel.extend(target);
+                        rel.extend(target.components());
                         std::os::unix::fs::symlink(rel, &p)?;
                     }
                 } else {

@@ -101,7 +101,7 @@ fn index_of(meta: &Metainfo) -> BTreeMap<Vec<String>, usize> {
         .iter()
         .enumerate()
         .filter(|(_, f)| !f.attr.pad)
-        .map(|(i, f)| (f.path.clone(), i))
+        .map(|(i, f)| (f.path.to_vec(), i))
         .collect()
 }
 
@@ -109,7 +109,7 @@ fn root_of(meta: &Metainfo, path: &[String]) -> Option<Sha256> {
     meta.info
         .files
         .iter()
-        .find(|f| !f.attr.pad && f.path == path)
+        .find(|f| !f.attr.pad && f.path.components().eq(path.iter().map(String::as_str)))
         .and_then(|f| f.pieces_root)
 }
 

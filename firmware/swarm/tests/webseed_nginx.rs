@@ -291,7 +291,7 @@ async fn fetch_all(
     for (idx, data) in &rebuilt {
         let f = &info.files[*idx];
         assert!(
-            expected.get(&f.path) == Some(data),
+            expected.get(&f.path.to_vec()) == Some(data),
             "{} differs from the original",
             f.display_path()
         );
@@ -452,7 +452,7 @@ async fn a_missing_file_is_a_clear_permanent_error() {
         .info
         .files
         .iter()
-        .find(|f| f.path == ["b"])
+        .find(|f| f.path.as_str() == "b")
         .expect("b")
         .offset
         / 16384;

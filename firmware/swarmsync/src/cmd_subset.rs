@@ -87,7 +87,7 @@ async fn plan_channel(config: &Config, ch: &crate::config::Channel) -> Result<()
         .files
         .iter()
         .filter(|f| !f.attr.pad)
-        .map(|f| (f.path.join("/"), f))
+        .map(|f| (f.path.as_str().to_owned(), f))
         .collect();
     let store_dir = config.node.data_dir.join(&ch.name);
     let mut fetched: HashMap<String, Vec<u8>> = HashMap::new();

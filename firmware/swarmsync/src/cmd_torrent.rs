@@ -155,7 +155,7 @@ pub fn show(file: &Path) -> Result<ExitCode> {
     let _ = writeln!(out, "files: {}", real.len());
     for f in real {
         let _ = match &f.symlink_target {
-            Some(t) => writeln!(out, "  {} -> {}", f.display_path(), t.join("/")),
+            Some(t) => writeln!(out, "  {} -> {}", f.display_path(), t),
             None => writeln!(out, "{:>14}  {}", f.length, f.display_path()),
         };
     }

@@ -88,6 +88,7 @@ enum TorrentCommand {
 }
 
 fn main() -> ExitCode {
+    bsp::memory::tune_allocator();
     init_logging();
     let cli = Cli::parse();
     let result = match cli.command {

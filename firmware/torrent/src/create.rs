@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::error::{Error, field};
 use crate::hash::{Sha1, Sha1Hasher, Sha256};
 use crate::merkle::{self, BLOCK_SIZE};
-use crate::metainfo::{self, Limits, Metainfo, Version};
+use crate::metainfo::{self, FilePath, Limits, Metainfo, Version};
 
 mod encode;
 
@@ -208,10 +208,10 @@ impl Plan {
                 continue;
             }
             files.push(InputFile {
-                path: f.path.clone(),
+                path: f.path.to_vec(),
                 length: f.length,
                 executable: f.attr.executable,
-                symlink_target: f.symlink_target.clone(),
+                symlink_target: f.symlink_target.as_ref().map(FilePath::to_vec),
             });
             offsets.push(f.offset);
             pad_after.push(0);
@@ -707,7 +707,7 @@ mod tests {
         );
         for f in info.real_files().filter(|f| f.length > 0) {
             assert_eq!(f.offset % 16384, 0);
-            let data = &src.0[&f.path];
+            let data = &src.0[&f.path.to_vec()];
             let hashes = merkle::hash_bytes(data, 16384);
             assert_eq!(f.pieces_root, hashes.root, "{}", f.display_path());
         }
@@ -764,7 +764,7 @@ mod tests {
         let (_, meta, src) = make(Version::V1, FILES, 16384);
         let mut stream = Vec::new();
         for f in &meta.info.files {
-            stream.extend_from_slice(&src.0[&f.path]);
+            stream.extend_from_slice(&src.0[&f.path.to_vec()]);
         }
         let expect: Vec<Sha1> = stream.chunks(16384).map(sha1).collect();
         assert_eq!(meta.info.pieces, expect);

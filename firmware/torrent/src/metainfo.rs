@@ -18,7 +18,10 @@ use crate::error::{Error, field, missing};
 use crate::hash::{Sha1, Sha256, sha1, sha256};
 use crate::merkle::{self, BLOCK_SIZE};
 
+mod path;
 mod raw;
+
+pub use path::FilePath;
 
 use raw::{Any, InfoSeed, RawEntry, RawInfo, TorrentSeed};
 
@@ -112,7 +115,7 @@ impl Attr {
 pub struct File {
     /// Path inside the torrent, validated components. For a single-file
     /// torrent this is just the name.
-    pub path: Vec<String>,
+    pub path: FilePath,
     pub length: u64,
     /// Offset in the torrent's piece space: the v1 byte stream for v1 and
     /// hybrid torrents; for v2, every non-empty file starts a new piece.
@@ -121,13 +124,13 @@ pub struct File {
     pub pieces_root: Option<Sha256>,
     pub attr: Attr,
     /// Target of a symlink, as components relative to the torrent root.
-    pub symlink_target: Option<Vec<String>>,
+    pub symlink_target: Option<FilePath>,
 }
 
 impl File {
     /// Path joined with `/`, for messages.
     pub fn display_path(&self) -> String {
-        self.path.join("/")
+        self.path.as_str().to_owned()
     }
 
     /// Index of the first piece holding this file's data.
@@ -402,7 +405,7 @@ fn parse_info(
     let (single_file, mut files) = match (v1_files, v2_files) {
         (Some((single, f)), None) => (single, f),
         (None, Some(f)) => {
-            let single = f.len() == 1 && f[0].path.len() == 1 && f[0].path[0] == name;
+            let single = f.len() == 1 && f[0].path.len() == 1 && f[0].path.as_str() == name;
             (single, f)
         }
         (Some((single, v1)), Some(v2)) => (single, merge_hybrid(v1, v2)?),
@@ -486,7 +489,7 @@ fn single_file(e: &RawEntry<'_>, name: &str, limits: &Limits) -> Result<File, Er
     let length = u64_field(e.length.as_ref(), "length", "info")?;
     let (attr, symlink_target) = attrs(e, "info", limits)?;
     Ok(File {
-        path: vec![name.to_owned()],
+        path: FilePath::new([name]),
         length,
         offset: 0,
         pieces_root: None,
@@ -495,11 +498,7 @@ fn single_file(e: &RawEntry<'_>, name: &str, limits: &Limits) -> Result<File, Er
     })
 }
 
-fn attrs(
-    e: &RawEntry<'_>,
-    ctx: &str,
-    limits: &Limits,
-) -> Result<(Attr, Option<Vec<String>>), Error> {
+fn attrs(e: &RawEntry<'_>, ctx: &str, limits: &Limits) -> Result<(Attr, Option<FilePath>), Error> {
     let attr = e
         .attr
         .as_ref()
@@ -512,7 +511,8 @@ fn attrs(
             .symlink_path
             .as_ref()
             .ok_or_else(|| missing(format!("{ctx}.symlink path")))?;
-        target = Some(path_list(v, &format!("{ctx}.symlink path"), limits)?);
+        let t = path_list(v, &format!("{ctx}.symlink path"), limits)?;
+        target = Some(FilePath::new(t));
     }
     Ok((attr, target))
 }
@@ -682,7 +682,7 @@ mod tests {
     #[test]
     fn minimal_v1_parses() {
         let m = parse(&v1("ld6:lengthi3e4:pathl1:aeee")).expect("valid");
-        assert_eq!(m.info.files[0].path, ["a"]);
+        assert_eq!(m.info.files[0].path.as_str(), "a");
         assert_eq!(m.info.version, Version::V1);
         assert!(m.info.v1_infohash.is_some());
     }

@@ -1168,7 +1168,7 @@ mod tests {
         let mut out = vec![0u8; layout.piece_size(piece) as usize];
         for sp in layout.spans(piece, 0, layout.piece_size(piece)) {
             let f = &meta.info.files[sp.file];
-            let data = &src.0[&f.path];
+            let data = &src.0[&f.path.to_vec()];
             let a = sp.file_offset as usize;
             out[sp.piece_offset as usize..(sp.piece_offset + sp.len) as usize]
                 .copy_from_slice(&data[a..a + sp.len as usize]);

@@ -59,7 +59,9 @@ pub fn verify<S: Source>(
             }
             Ok(h) => {
                 let file = &plan.files[h.file];
-                let tf = info.real_files().find(|f| f.path == file.path);
+                let tf = info
+                    .real_files()
+                    .find(|f| f.path.components().eq(file.path.iter().map(String::as_str)));
                 for (k, got) in h.v2.iter().enumerate() {
                     let local = h.first_piece + k as u64;
                     report.pieces += 1;

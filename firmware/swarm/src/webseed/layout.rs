@@ -115,7 +115,7 @@ pub(crate) fn file_url(base: &str, info: &Info, file: &File) -> String {
         url.push('/');
     }
     push_component(&mut url, &info.name);
-    for c in &file.path {
+    for c in file.path.components() {
         url.push('/');
         push_component(&mut url, c);
     }

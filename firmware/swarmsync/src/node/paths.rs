@@ -11,7 +11,7 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use torrent::metainfo::Metainfo;
+use torrent::metainfo::{FilePath, Metainfo};
 
 /// The non-pad files of a torrent, sorted by path.
 pub struct PathIndex {
@@ -45,25 +45,11 @@ impl PathIndex {
     }
 }
 
-/// Orders components as `Vec<String>`'s `Ord` does, against a joined path.
-/// Components never hold '/' (the metainfo parser refuses them), so the
-/// split of `path` is exactly the components it was joined from.
-fn cmp_path(components: &[String], path: &str) -> Ordering {
-    let mut theirs = path.split('/');
-    for c in components {
-        match theirs.next() {
-            None => return Ordering::Greater,
-            Some(t) => match c.as_str().cmp(t) {
-                Ordering::Equal => {}
-                other => return other,
-            },
-        }
-    }
-    if theirs.next().is_some() {
-        Ordering::Less
-    } else {
-        Ordering::Equal
-    }
+/// Orders as `FilePath` does (component by component), against a joined
+/// path. Components never hold '/' (the metainfo parser refuses them), so
+/// the split of `path` is exactly the components it was joined from.
+fn cmp_path(file: &FilePath, path: &str) -> Ordering {
+    file.components().cmp(path.split('/'))
 }
 
 #[cfg(test)]
@@ -109,7 +95,7 @@ mod tests {
         let idx = PathIndex::new(Arc::clone(&m));
         for p in paths {
             let i = idx.get(p).expect(p);
-            assert_eq!(m.info.files[i].path.join("/"), p);
+            assert_eq!(m.info.files[i].path.as_str(), p);
             assert!(!m.info.files[i].attr.pad);
         }
         for p in ["", "b", "b/", "/a", "b/a", "c", "b/c/d", "a/b", "b//c"] {
@@ -123,7 +109,7 @@ mod tests {
         assert!(m.info.files.iter().any(|f| f.attr.pad));
         let idx = PathIndex::new(Arc::clone(&m));
         for f in m.info.files.iter().filter(|f| f.attr.pad) {
-            assert_eq!(idx.get(&f.path.join("/")), None);
+            assert_eq!(idx.get(f.path.as_str()), None);
         }
     }
 }

@@ -30,7 +30,7 @@ use serve::status::StatusBoard;
 use store::{Entry, Store};
 use swarm::engine::{Control, InfoFile, Options, Target};
 use tokio::sync::{broadcast, mpsc, watch};
-use torrent::metainfo::{File as TFile, Metainfo};
+use torrent::metainfo::{File as TFile, FilePath, Metainfo};
 
 use super::paths::PathIndex;
 use crate::config::Config;
@@ -490,6 +490,7 @@ impl ChannelTask {
                         self.prune_files(seq, previous);
                         self.show_release(&release, "synced");
                         self.status(|c| c.last_error = None);
+                        give_back_memory();
                         Some(release)
                     }
                     Ok(Err(e)) => {
@@ -963,7 +964,7 @@ fn snapshot_entries<'a>(
             } else {
                 return None;
             };
-            Some((f.path.clone(), entry))
+            Some((f.path.to_vec(), entry))
         })
 }
 
@@ -984,7 +985,7 @@ pub(crate) fn tree_of(meta: &Metainfo) -> Vec<repo::TreeFile> {
         .iter()
         .filter(|f| !f.attr.pad)
         .map(|f| repo::TreeFile {
-            path: f.path.join("/"),
+            path: f.path.as_str().to_owned(),
             size: f.length,
         })
         .collect()
@@ -999,10 +1000,21 @@ fn object_or_empty(st: &Store, f: &TFile) -> PathBuf {
 
 /// A torrent symlink target (components from the tree root) as a path
 /// relative to the link's directory.
-fn relative_target(link: &[String], target: &[String]) -> String {
+/// Returns what the sync freed (parse buffers, piece and write buffers,
+/// the plan) to the kernel: now, and once more when the engine's queues
+/// have drained. Without it glibc keeps a synced node at its peak.
+fn give_back_memory() {
+    bsp::memory::release_free_memory();
+    tokio::spawn(async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let _ = tokio::task::spawn_blocking(bsp::memory::release_free_memory).await;
+    });
+}
+
+fn relative_target(link: &FilePath, target: &FilePath) -> String {
     let depth = link.len().saturating_sub(1);
     let mut parts: Vec<&str> = vec![".."; depth];
-    parts.extend(target.iter().map(String::as_str));
+    parts.extend(target.components());
     parts.join("/")
 }
 

@@ -24,7 +24,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 
 use super::{Limits, attrs, component, path_list, tree_ctx, u64_field};
 use crate::error::{Error, field, missing};
-use crate::metainfo::File;
+use crate::metainfo::{File, FilePath};
 
 /// Any bencoded value, borrowing its byte strings. Dictionaries keep their
 /// entries in input order.
@@ -467,7 +467,7 @@ fn v1_file(e: &RawEntry<'_>, ctx: &str, limits: &Limits) -> Result<File, Error> 
     }
     let (attr, symlink_target) = attrs(e, ctx, limits)?;
     Ok(File {
-        path,
+        path: FilePath::new(path),
         length,
         offset: 0,
         pieces_root: None,
@@ -555,7 +555,7 @@ impl Walk<'_> {
             });
         }
         self.out.push(File {
-            path: self.path.clone(),
+            path: FilePath::new(&self.path),
             length,
             offset: 0,
             pieces_root,
