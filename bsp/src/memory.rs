@@ -8,9 +8,26 @@
 //! torrent's parse end up in the heap and stay. `mallopt` and
 //! `malloc_trim` are glibc's documented answers, but they are C calls:
 //! they live here, the one crate allowed `unsafe`, behind two safe
-//! functions. Other C libraries (musl, of the board images) have neither
-//! call, and these functions do nothing there.
+//! functions.
+//!
+//! The static musl builds (the board images) have neither call, and
+//! musl's own allocator (mallocng) kept a synced node at 49.5 MiB, 42 MiB
+//! of it anonymous, with no knob to give freed memory back. They use
+//! mimalloc (its 2.x line; 3.x kept 4 MiB more in the same run) set to
+//! purge freed pages at once rather than after a delay that a quiet,
+//! seeding node may never reach, and collected after a sync. Figures and
+//! commands: docs/benchmarks.md, "Node memory".
 #![allow(unsafe_code)]
+
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` in mimalloc 2's `mi_option_t` (mimalloc.h of
+/// libmimalloc-sys 0.1.49, pinned in Cargo.toml); the crate has no
+/// constant for it.
+#[cfg(target_env = "musl")]
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Arenas glibc may create: one for the main thread and one shared by the
 /// rest, instead of up to eight per core.
@@ -27,6 +44,12 @@ const THRESHOLD: libc::c_int = 128 * 1024;
 /// `main`, before any thread starts (glibc reads the arena limit when a
 /// thread first allocates).
 pub fn tune_allocator() {
+    #[cfg(target_env = "musl")]
+    // SAFETY: mi_option_set only stores an option value; mimalloc reads
+    // it on its next purge.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes glibc's malloc parameters; it takes the
     // malloc lock itself and is safe to call at any time, from any thread.
@@ -41,6 +64,12 @@ pub fn tune_allocator() {
 /// a burst that freed a lot (a release synced, garbage collected); it walks
 /// the arenas, so not on a hot path.
 pub fn release_free_memory() {
+    #[cfg(target_env = "musl")]
+    // SAFETY: mi_collect(true) frees and purges the calling thread's empty
+    // pages and the abandoned ones; blocks in use are not touched.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim takes each arena's lock and only madvises free
     // chunks away; no pointer the program holds is touched.
