@@ -115,8 +115,8 @@ pub fn spawn(cmd: &mut Command, log: &Path) -> Kill {
     Kill(child)
 }
 
-/// The served seq of the node's first channel, from /-/status.json.
-pub fn served_seq(http: u16) -> Option<u64> {
+/// The node's first channel, from /-/status.json.
+fn first_channel(http: u16) -> Option<serde_json::Value> {
     let mut s = TcpStream::connect(("127.0.0.1", http)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     s.write_all(b"GET /-/status.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -124,12 +124,22 @@ pub fn served_seq(http: u16) -> Option<u64> {
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
     let json = body.split("\r\n\r\n").nth(1)?;
-    let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    let ch = v.get("channels")?.get(0)?;
+    let mut v: serde_json::Value = serde_json::from_str(json).ok()?;
+    Some(v.get_mut("channels")?.get_mut(0)?.take())
+}
+
+/// The served seq of the node's first channel, from /-/status.json.
+pub fn served_seq(http: u16) -> Option<u64> {
+    let ch = first_channel(http)?;
     if ch.get("state")?.as_str()? != "synced" {
         return None;
     }
     ch.get("seq")?.as_u64()
+}
+
+/// Peers connected in the node's first channel, from /-/status.json.
+pub fn channel_peers(http: u16) -> Option<u64> {
+    first_channel(http)?.get("peers")?.as_u64()
 }
 
 /// The seq the origin's `current` points at (channel "c").

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::{bin, current_seq, keygen, port, run_within, served_seq, spawn};
+use crate::common::{bin, channel_peers, current_seq, keygen, port, run_within, served_seq, spawn};
 
 fn wait_seq(http: u16, want: u64, limit: Duration, what: &str, logs: &[&Path]) {
     let t0 = Instant::now();
@@ -95,6 +95,18 @@ fn a_node_learns_a_release_from_its_peer() {
     let logs = [origin_log.as_path(), l1.as_path(), l2.as_path()];
     wait_seq(h1, first, Duration::from_secs(60), "node1", &logs);
     wait_seq(h2, first, Duration::from_secs(60), "node2", &logs);
+    // Gossip travels over connections: the nodes must have met (each
+    // sees the origin and the other) before the origin moves on. Their
+    // first dials can come before the other's listener is up, and the
+    // redial waits a few seconds.
+    let t0 = Instant::now();
+    while [h1, h2].iter().any(|&h| channel_peers(h).unwrap_or(0) < 2) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the nodes did not connect to each other and the origin within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // Both nodes tag the same content with the same strong ETag.
     crate::etag::same_content_etag(&[h1, h2], "/c/pool/a.deb", &[7u8; 200_000], d);
 

@@ -22,16 +22,16 @@ pub mod hashcache;
 mod http;
 mod run;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use torrent::create::{FileHashes, Options as CreateOptions, Plan};
+use torrent::create::{FileHashes, InputFile, Options as CreateOptions, Plan};
 use torrent::metainfo::{Metainfo, Version};
 
 use crate::tree::{self, DirSource};
@@ -301,12 +301,23 @@ pub fn publish_once(
     let frozen = staging.join(&args.channel);
     let mut known: HashMap<Vec<String>, FileHashes> = HashMap::new();
     let mut stamps: HashMap<Vec<String>, Stamp> = HashMap::new();
-    for f in &files {
+    // What gets hashed: the frozen copies, as stat'ed after linking (a
+    // second walk of the frozen tree cost 20,000 more stats and reads of
+    // every directory).
+    let mut frozen_files: Vec<InputFile> = Vec::with_capacity(files.len());
+    let mut frozen_links: Vec<(PathBuf, InputFile)> = Vec::new();
+    // Directories made so far: one mkdir per directory, not one per file
+    // (create_dir_all of an existing parent is a failed mkdir and a stat).
+    let mut made: HashSet<PathBuf> = HashSet::new();
+    for f in files {
         let mut dst = frozen.clone();
         dst.extend(&f.path);
-        if let Some(parent) = dst.parent() {
+        if let Some(parent) = dst.parent()
+            && !made.contains(parent)
+        {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
+            made.insert(parent.to_path_buf());
         }
         let mut src = tree.clone();
         src.extend(&f.path);
@@ -319,6 +330,7 @@ pub fn publish_once(
             rel.extend(target);
             std::os::unix::fs::symlink(&rel, &dst)
                 .with_context(|| format!("cannot create {}", dst.display()))?;
+            frozen_links.push((dst, f));
             continue;
         }
         let meta = std::fs::symlink_metadata(&src)
@@ -343,9 +355,28 @@ pub fn publish_once(
         if Stamp::of(&linked).ino == stamp.ino {
             stamps.insert(f.path.clone(), stamp);
         }
+        frozen_files.push(InputFile {
+            length: linked.len(),
+            executable: linked.permissions().mode() & 0o111 != 0,
+            ..f
+        });
     }
-    // Re-read lengths from the frozen copy: that is what gets hashed.
-    let (_, _, files) = tree::scan(&frozen)?;
+    // A link whose target holds no file (an empty directory) would dangle
+    // in every snapshot: the torrent cannot carry directories.
+    for (dst, f) in frozen_links {
+        if std::fs::metadata(&dst).is_ok() {
+            frozen_files.push(f);
+        } else {
+            tracing::warn!(
+                "skipping symlink {} (its target holds no file to publish)",
+                f.path.join("/")
+            );
+            std::fs::remove_file(&dst).ok();
+        }
+    }
+    // The order the walk gave (by name): the torrent's file order.
+    frozen_files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    let files = frozen_files;
 
     let version = if args.v1_compatible {
         Version::V1
@@ -405,14 +436,8 @@ pub fn publish_once(
         .with_context(|| format!("cannot rename {}", staging.display()))?;
     File::open(cd.trees())?.sync_all()?;
     // The seeder trusts the frozen tree without rehashing it.
-    let meta_arc = std::sync::Arc::new(meta.clone());
-    let mut storage = swarm::storage::Storage::open(meta_arc, &final_tree)
-        .with_context(|| format!("cannot open {}", final_tree.display()))?;
-    let pieces = storage.layout().piece_count;
-    storage
-        .save_resume(&torrent::bitfield::Bitfield::full(pieces))
+    swarm::storage::Storage::record_complete(&meta, &final_tree)
         .with_context(|| format!("cannot record {}", final_tree.display()))?;
-    drop(storage);
 
     let release = channel::Release {
         channel: args.channel.clone(),
