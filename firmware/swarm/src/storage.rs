@@ -263,3 +263,53 @@ pub fn check_piece(meta: &Metainfo, layout: &Layout, piece: u32, data: &[u8]) ->
     h.update(data);
     info.pieces.get(piece as usize) == Some(&h.finish())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+    use torrent::Version;
+    use torrent::create::{InputFile, Options, Plan, Source, create};
+
+    /// Every file is `length` bytes of 3.
+    struct Threes;
+
+    impl Source for Threes {
+        type Reader = Cursor<Vec<u8>>;
+        fn open(&self, f: &InputFile) -> io::Result<Cursor<Vec<u8>>> {
+            Ok(Cursor::new(vec![3; f.length as usize]))
+        }
+    }
+
+    #[test]
+    fn record_complete_writes_what_an_opened_storage_loads() {
+        let mut files = Vec::new();
+        for (name, len) in [("a", 40_000usize), ("b", 70_000)] {
+            files.push(InputFile {
+                path: vec!["d".to_owned(), name.to_owned()],
+                length: len as u64,
+                executable: false,
+                symlink_target: None,
+            });
+        }
+        let opts = Options {
+            version: Version::Hybrid,
+            piece_length: Some(16384),
+            ..Options::default()
+        };
+        let plan = Plan::new("t", false, files, &opts).expect("plan");
+        let (_, meta) = create(&plan, &opts, &Threes, 1, &|_| {}).expect("create");
+        let meta = Arc::new(meta);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = dir.path().join("t").join("d");
+        std::fs::create_dir_all(&t).expect("mkdir");
+        std::fs::write(t.join("a"), vec![3u8; 40_000]).expect("write");
+        std::fs::write(t.join("b"), vec![3u8; 70_000]).expect("write");
+
+        Storage::record_complete(&meta, dir.path()).expect("record");
+        let storage = Storage::open(Arc::clone(&meta), dir.path()).expect("open");
+        let have = storage.load_resume().expect("resume");
+        assert!(have.is_full());
+        assert_eq!(have.len(), storage.layout().piece_count);
+    }
+}
