@@ -308,7 +308,7 @@ pub async fn run(
             let (m, s, w) = (Arc::clone(&meta), Arc::clone(store), wanted.clone());
             let l = layout.clone();
             let (mut target, opened) =
-                tokio::task::spawn_blocking(move || StoreTarget::open_with_layout(m, l, s, &w))
+                tokio::task::spawn_blocking(move || StoreTarget::open(m, l, s, &w))
                     .await
                     .map_err(|e| crate::Error::Storage {
                         path: target_path.clone(),

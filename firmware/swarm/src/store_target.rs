@@ -257,20 +257,9 @@ impl StoreTarget {
     /// Checks that the torrent fits the store, finds what is stored
     /// already (objects: had; partials: their verified pieces) and what is
     /// wanted. Blocking: a stat per file and an index lookup per partial.
-    #[cfg(test)]
+    /// `layout` is the torrent's, as the engine built it: a clone shares
+    /// its file table (half a MiB for 20,000 files) instead of a second.
     pub fn open(
-        meta: Arc<Metainfo>,
-        store: Arc<Mutex<Store>>,
-        wanted: &[bool],
-    ) -> Result<(StoreTarget, Opened), crate::Error> {
-        let layout = Layout::new(&meta.info);
-        StoreTarget::open_with_layout(meta, layout, store, wanted)
-    }
-
-    /// [`StoreTarget::open`] with the torrent's layout already built: a
-    /// clone shares the engine's file table (half a MiB for 20,000 files)
-    /// instead of building a second one.
-    pub fn open_with_layout(
         meta: Arc<Metainfo>,
         layout: Layout,
         store: Arc<Mutex<Store>>,
@@ -905,8 +894,13 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Mutex::new(Store::open(tmp.path()).expect("store")));
         let wanted = vec![true; meta.info.files.len()];
-        let (mut t, _) =
-            StoreTarget::open(Arc::clone(&meta), Arc::clone(&store), &wanted).expect("open");
+        let (mut t, _) = StoreTarget::open(
+            Arc::clone(&meta),
+            Layout::new(&meta.info),
+            Arc::clone(&store),
+            &wanted,
+        )
+        .expect("open");
         t.max_buffered = 0;
         // A corrupt block in a spilled piece fails the check and blames it.
         t.write(0, 0, &[0u8; BLOCK as usize]).expect("write");
@@ -941,8 +935,13 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Mutex::new(Store::open(tmp.path()).expect("store")));
         let wanted = vec![true; meta.info.files.len()];
-        let (mut t, opened) =
-            StoreTarget::open(Arc::clone(&meta), Arc::clone(&store), &wanted).expect("open");
+        let (mut t, opened) = StoreTarget::open(
+            Arc::clone(&meta),
+            Layout::new(&meta.info),
+            Arc::clone(&store),
+            &wanted,
+        )
+        .expect("open");
         t.max_buffered = 0;
         let mut done = feed(&mut t, &meta, &files);
         done.sort_unstable();
