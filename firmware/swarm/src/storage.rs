@@ -63,13 +63,7 @@ impl Storage {
                 }
                 if let Some(target) = &f.symlink_target {
                     if std::fs::symlink_metadata(&p).is_err() {
-                        let depth = f.path.len().saturating_sub(1);
-                        let mut rel = PathBuf::new();
-                        for _ in 0..depth {
-                            rel.push("..");
-                        }
-                        rel.extend(target.components());
-                        std::os::unix::fs::symlink(rel, &p)?;
+                        std::os::unix::fs::symlink(target.relative_from(&f.path), &p)?;
                     }
                 } else {
                     let file = OpenOptions::new()
@@ -103,11 +97,9 @@ impl Storage {
     /// 20,000 files only to write one resume file cost a re-publish 40,000
     /// syscalls).
     pub fn record_complete(meta: &Metainfo, dir: &Path) -> io::Result<()> {
-        let layout = Layout::new(&meta.info);
-        write_resume(
-            &resume_file(&meta.info, dir)?,
-            &Bitfield::full(layout.piece_count),
-        )
+        // Layout's piece count, without building its file table.
+        let pieces = u32::try_from(meta.info.piece_count()).unwrap_or(u32::MAX);
+        write_resume(&resume_file(&meta.info, dir)?, &Bitfield::full(pieces))
     }
 
     /// Whether any file already had data when opened (worth a check).

@@ -30,7 +30,7 @@ use serve::status::StatusBoard;
 use store::{Entry, Store};
 use swarm::engine::{Control, InfoFile, Options, Target};
 use tokio::sync::{broadcast, mpsc, watch};
-use torrent::metainfo::{File as TFile, FilePath, Metainfo};
+use torrent::metainfo::{File as TFile, Metainfo};
 
 use super::paths::PathIndex;
 use crate::config::Config;
@@ -955,7 +955,7 @@ fn snapshot_entries<'a>(
         .filter(|(_, f)| !f.attr.pad)
         .filter_map(move |(i, f)| {
             let entry = if let Some(t) = &f.symlink_target {
-                Entry::Symlink(relative_target(&f.path, t))
+                Entry::Symlink(t.relative_from(&f.path))
             } else if f.length == 0 {
                 // Empty files cost nothing: always in the tree.
                 Entry::Empty
@@ -998,8 +998,6 @@ fn object_or_empty(st: &Store, f: &TFile) -> PathBuf {
     }
 }
 
-/// A torrent symlink target (components from the tree root) as a path
-/// relative to the link's directory.
 /// Returns what the sync freed (parse buffers, piece and write buffers,
 /// the plan) to the kernel: now, and once more when the engine's queues
 /// have drained. Without it glibc keeps a synced node at its peak.
@@ -1009,13 +1007,6 @@ fn give_back_memory() {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let _ = tokio::task::spawn_blocking(bsp::memory::release_free_memory).await;
     });
-}
-
-fn relative_target(link: &FilePath, target: &FilePath) -> String {
-    let depth = link.len().saturating_sub(1);
-    let mut parts: Vec<&str> = vec![".."; depth];
-    parts.extend(target.components());
-    parts.join("/")
 }
 
 fn lock(store: &Arc<Mutex<Store>>) -> Result<std::sync::MutexGuard<'_, Store>> {

@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use torrent::create::{FileHashes, InputFile, Options as CreateOptions, Plan};
-use torrent::metainfo::{Metainfo, Version};
+use torrent::metainfo::{FilePath, Metainfo, Version};
 
 use crate::tree::{self, DirSource};
 use hashcache::{HashCache, Stamp};
@@ -322,12 +322,7 @@ pub fn publish_once(
         let mut src = tree.clone();
         src.extend(&f.path);
         if let Some(target) = &f.symlink_target {
-            let depth = f.path.len().saturating_sub(1);
-            let mut rel = PathBuf::new();
-            for _ in 0..depth {
-                rel.push("..");
-            }
-            rel.extend(target);
+            let rel = FilePath::new(target).relative_from(&FilePath::new(&f.path));
             std::os::unix::fs::symlink(&rel, &dst)
                 .with_context(|| format!("cannot create {}", dst.display()))?;
             frozen_links.push((dst, f));

@@ -57,6 +57,17 @@ impl FilePath {
         self.components().next_back()
     }
 
+    /// This path, a symlink's target (from the torrent's root, as BEP 47
+    /// gives it), as the link at `link` must hold it: relative to the
+    /// link's directory. The one rule for the origin's frozen tree, a
+    /// downloaded directory and a node's snapshot.
+    pub fn relative_from(&self, link: &FilePath) -> String {
+        let up = link.len().saturating_sub(1);
+        let mut parts: Vec<&str> = vec![".."; up];
+        parts.extend(self.components());
+        parts.join("/")
+    }
+
     /// The components as owned strings, for code that builds paths.
     pub fn to_vec(&self) -> Vec<String> {
         self.components().map(str::to_owned).collect()
@@ -95,12 +106,6 @@ impl<S: AsRef<str>> FromIterator<S> for FilePath {
     }
 }
 
-impl<S: AsRef<str>> From<&[S]> for FilePath {
-    fn from(components: &[S]) -> FilePath {
-        FilePath::new(components)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +125,19 @@ mod tests {
         assert!(e.is_empty());
         assert_eq!(e.len(), 0);
         assert_eq!(e.components().next(), None);
+    }
+
+    #[test]
+    fn link_targets_are_relative_to_the_link() {
+        let target = FilePath::new(["dists", "bookworm"]);
+        assert_eq!(
+            target.relative_from(&FilePath::new(["dists", "stable"])),
+            "../dists/bookworm"
+        );
+        assert_eq!(
+            target.relative_from(&FilePath::new(["top"])),
+            "dists/bookworm"
+        );
     }
 
     #[test]
