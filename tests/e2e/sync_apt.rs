@@ -291,11 +291,24 @@ impl Swarm {
         format!("{}\n{}", self.origin.log_tail(), self.node.log_tail())
     }
 
+    /// Prints where the node's downloads came from (peers, web seeds,
+    /// duplicates): the figures behind a byte count that went over.
+    pub(crate) fn print_downloads(&self) {
+        for l in self.node.log_text().lines() {
+            if l.contains("download complete") {
+                eprintln!("node: {l}");
+            }
+        }
+    }
+
     /// Fails if the node logged a web seed problem: the origin's web seed
     /// must always serve the tree of the release it announces.
     pub(crate) fn check_web_seed_clean(&self) {
         let log = self.node.log_text();
-        let bad: Vec<&str> = log.lines().filter(|l| l.contains("web seed")).collect();
+        let bad: Vec<&str> = log
+            .lines()
+            .filter(|l| (l.contains(" WARN ") || l.contains(" ERROR ")) && l.contains("web seed"))
+            .collect();
         assert!(
             bad.is_empty(),
             "the node had trouble with the origin's web seed:\n{}",
@@ -724,6 +737,7 @@ fn apt_subset_sync_then_incremental_republish() {
     );
     let c = changed(&served, &new_served);
     let moved = second.downloaded.saturating_sub(before);
+    swarm.print_downloads();
     check_incremental(
         "apt",
         &swarm.store(),

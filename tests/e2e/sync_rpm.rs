@@ -209,6 +209,7 @@ fn rpm_subset_sync_then_incremental_republish() {
     let new_served = swarm.served_tree();
     let c = changed(&served, &new_served);
     let moved = second.downloaded.saturating_sub(before);
+    swarm.print_downloads();
     check_incremental(
         "rpm",
         &swarm.store(),

@@ -21,7 +21,7 @@ use torrent::ext::{self, ExtHandshake, ExtMessage, ExtensionIds, LOCAL_IDS, Meta
 use torrent::layout::Layout;
 use torrent::metainfo::Metainfo;
 use torrent::picker::{BlockRef, PeerKey};
-use torrent::session::{Config, Event, Identity, Session};
+use torrent::session::{Config, Event, Identity, Session, Stats};
 
 use crate::announcer::{Announcer, AnnouncerConfig, Transfer};
 use crate::conn::{Conn, ConnEvent};
@@ -42,6 +42,11 @@ const REDIAL: Duration = Duration::from_secs(2);
 const URGENT: u8 = torrent::picker::IN_ORDER;
 /// Peer keys from here up are web seeds.
 const WEB_SEED_KEYS: PeerKey = 1 << 48;
+
+/// How long without block data from any peer before web seeds are used:
+/// they are the origin's HTTP server, the uplink the swarm is there to
+/// spare.
+const WEB_SEED_AFTER: Duration = Duration::from_secs(5);
 
 /// Where a torrent's data lives.
 #[derive(Debug, Clone)]
@@ -219,6 +224,8 @@ impl Options {
 pub struct Summary {
     /// Block bytes received from peers and web seeds in this run.
     pub downloaded: u64,
+    /// Of `downloaded`, blocks dropped as duplicates or unasked for.
+    pub wasted: u64,
     pub uploaded: u64,
     /// Pieces that were already verified when the run started.
     pub resumed_pieces: u32,
@@ -711,7 +718,12 @@ pub async fn run(
                 }
                 Input::WebSeed(WebSeedEvent::Want(key, reply)) => {
                     // Web seeds fill in while no peer delivers: peers first.
-                    let idle = !session.peers_delivering() || last_data.elapsed() > Duration::from_secs(5);
+                    // `last_data` starts at the engine's start, so a peer
+                    // being dialed gets [`WEB_SEED_AFTER`] to handshake and
+                    // unchoke before a web seed takes pieces it would then
+                    // be asked for again (in the endgame). With no peer at
+                    // all there is nothing to wait for.
+                    let idle = conns.is_empty() || last_data.elapsed() > WEB_SEED_AFTER;
                     let picks = if idle && !complete {
                         session.virtual_pick(key, 64, Instant::now())
                     } else {
@@ -755,7 +767,7 @@ pub async fn run(
                         if sel.is_complete() && !complete {
                             complete = true;
                             summary.complete = true;
-                            tracing::info!("download complete: {}", meta.info.name);
+                            log_complete(&meta.info.name, &session.stats());
                         }
                     }
                 }
@@ -800,7 +812,7 @@ pub async fn run(
                     if selection.is_none() {
                         complete = true;
                         summary.complete = true;
-                        tracing::info!("download complete: {}", meta.info.name);
+                        log_complete(&meta.info.name, &session.stats());
                     }
                     let _ = job_tx
                         .send(Job::Resume(session.picker().have().clone()))
@@ -902,6 +914,7 @@ pub async fn run(
 
     let stats = session.stats();
     summary.downloaded = stats.downloaded;
+    summary.wasted = stats.wasted;
     summary.uploaded = stats.uploaded;
     summary.hash_failures = stats.hash_failures;
     let _ = transfer_tx.send(Transfer {
@@ -1062,6 +1075,16 @@ fn initial_check(storage: &mut Storage, pieces: u32) -> std::io::Result<Bitfield
         storage.save_resume(&have)?;
     }
     Ok(have)
+}
+
+/// Where the bytes came from, for an operator watching a metered link.
+fn log_complete(name: &str, stats: &Stats) {
+    tracing::info!(
+        "download complete: {name}: {} bytes downloaded, {} of them from web seeds, {} wasted on duplicates",
+        stats.downloaded,
+        stats.from_web_seeds,
+        stats.wasted
+    );
 }
 
 /// Fetches pieces from one web seed whenever the engine has work for it.

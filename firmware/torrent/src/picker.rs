@@ -5,7 +5,10 @@
 //! early), except at [`IN_ORDER`] priority and above, where a client is
 //! waiting to be streamed the file from its start: those pieces go in
 //! piece order, like a video player's deadline pieces. Then an endgame that duplicates the last outstanding requests so a
-//! slow peer cannot hold the final piece hostage. Priorities exist for the
+//! slow peer cannot hold the final piece hostage, but only requests that
+//! have waited [`ENDGAME_AFTER`]: duplicating a request that is being
+//! answered only doubles the bytes (a republish of ten small files
+//! fetched each from the origin's peer and its web seed). Priorities exist for the
 //! node's subsets (0 = not wanted) and fetch-on-miss (a file a client is
 //! waiting for jumps the queue).
 //!
@@ -17,6 +20,7 @@
 //! piece made a 12,000-piece download spend 30 s of CPU in the picker.)
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use crate::bitfield::Bitfield;
 use crate::layout::{BLOCK, Layout};
@@ -24,6 +28,11 @@ use crate::layout::{BLOCK, Layout};
 /// Pieces of this priority or higher are picked in piece order, not
 /// rarest first (fetch-on-miss streams a file from its start).
 pub const IN_ORDER: u8 = 200;
+
+/// How long a request must go unanswered before the endgame asks a second
+/// peer for the same block. Longer than a loaded host's answer to a queued
+/// request, shorter than a user notices at the end of a download.
+pub const ENDGAME_AFTER: Duration = Duration::from_secs(2);
 
 /// Identifies a peer connection to the picker.
 pub type PeerKey = u64;
@@ -39,8 +48,15 @@ pub struct BlockRef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Block {
     Free,
-    Requested { by: PeerKey, dup: Option<PeerKey> },
-    Received { from: PeerKey },
+    /// `since`: when `by` was asked (the endgame waits [`ENDGAME_AFTER`]).
+    Requested {
+        by: PeerKey,
+        dup: Option<PeerKey>,
+        since: Instant,
+    },
+    Received {
+        from: PeerKey,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -207,6 +223,7 @@ impl Picker {
         peer: PeerKey,
         peer_has: &Bitfield,
         max: usize,
+        now: Instant,
         out: &mut Vec<BlockRef>,
     ) {
         let start = out.len();
@@ -241,7 +258,7 @@ impl Picker {
         // 1. Free blocks of started pieces at least as urgent.
         for &p in &started {
             if self.priority[p as usize] >= best_new {
-                self.take_free(peer, p, limit, out);
+                self.take_free(peer, p, limit, now, out);
             }
         }
         // 2. New pieces, by priority then rarest first.
@@ -254,17 +271,17 @@ impl Picker {
             }
             let partial = self.new_partial(p);
             self.partial.insert(p, partial);
-            self.take_free(peer, p, limit, out);
+            self.take_free(peer, p, limit, now, out);
         }
         // 1b. Less urgent started pieces.
         for &p in &started {
-            self.take_free(peer, p, limit, out);
+            self.take_free(peer, p, limit, now, out);
         }
         if out.len() > start {
             return;
         }
         // 3. Endgame: nothing free anywhere this peer can serve; duplicate
-        // blocks requested from someone else.
+        // blocks requested from someone else that have waited too long.
         let keys: Vec<u32> = self.partial.keys().copied().collect();
         for p in keys {
             if !peer_has.get(p) {
@@ -280,8 +297,10 @@ impl Picker {
                     && let Block::Requested {
                         by,
                         dup: dup @ None,
+                        since,
                     } = &mut part.blocks[b as usize]
                     && *by != peer
+                    && now.saturating_duration_since(*since) >= ENDGAME_AFTER
                 {
                     *dup = Some(peer);
                     out.push(r);
@@ -290,7 +309,14 @@ impl Picker {
         }
     }
 
-    fn take_free(&mut self, peer: PeerKey, p: u32, limit: usize, out: &mut Vec<BlockRef>) {
+    fn take_free(
+        &mut self,
+        peer: PeerKey,
+        p: u32,
+        limit: usize,
+        now: Instant,
+        out: &mut Vec<BlockRef>,
+    ) {
         let n = self.partial.get(&p).map_or(0, |x| x.blocks.len());
         for b in 0..n as u32 {
             if out.len() >= limit {
@@ -303,6 +329,7 @@ impl Picker {
                 part.blocks[b as usize] = Block::Requested {
                     by: peer,
                     dup: None,
+                    since: now,
                 };
                 out.push(r);
             }
@@ -328,7 +355,7 @@ impl Picker {
             // From the requester, its endgame duplicate, or a peer we gave
             // up on (choke, timeout): good data either way, and cheaper to
             // keep than to refetch. The hash check decides.
-            Block::Requested { by, dup } => {
+            Block::Requested { by, dup, .. } => {
                 *slot = Block::Received { from: peer };
                 part.received += 1;
                 let cancel = [Some(by), dup]
@@ -350,13 +377,25 @@ impl Picker {
             && let Some(slot) = part.blocks.get_mut((r.begin / BLOCK) as usize)
         {
             *slot = match *slot {
-                Block::Requested { by, dup } if by == peer => match dup {
-                    Some(d) => Block::Requested { by: d, dup: None },
+                // The duplicate inherits the wait: it was asked later, but
+                // the block has been late since `since`.
+                Block::Requested { by, dup, since } if by == peer => match dup {
+                    Some(d) => Block::Requested {
+                        by: d,
+                        dup: None,
+                        since,
+                    },
                     None => Block::Free,
                 },
-                Block::Requested { by, dup: Some(d) } if d == peer => {
-                    Block::Requested { by, dup: None }
-                }
+                Block::Requested {
+                    by,
+                    dup: Some(d),
+                    since,
+                } if d == peer => Block::Requested {
+                    by,
+                    dup: None,
+                    since,
+                },
                 other => other,
             };
         }
@@ -438,7 +477,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         loop {
             let mut out = Vec::new();
-            p.pick(1, &all, 8, &mut out);
+            p.pick(1, &all, 8, Instant::now(), &mut out);
             if out.is_empty() {
                 break;
             }
@@ -472,11 +511,11 @@ mod tests {
         p.add_have(3);
         // Piece 2 has 3 sources... piece 3 has 4, 0 and 1 have 2.
         let mut out = Vec::new();
-        p.pick(9, &common, 1, &mut out);
+        p.pick(9, &common, 1, Instant::now(), &mut out);
         assert!(out[0].piece == 0 || out[0].piece == 1, "{out:?}");
         p.set_priority(3, 7);
         let mut out = Vec::new();
-        p.pick(10, &common, 1, &mut out);
+        p.pick(10, &common, 1, Instant::now(), &mut out);
         assert_eq!(out[0].piece, 3);
     }
 
@@ -497,7 +536,7 @@ mod tests {
             p.set_priority(i, IN_ORDER);
         }
         let mut out = Vec::new();
-        p.pick(1, &all, 8, &mut out);
+        p.pick(1, &all, 8, Instant::now(), &mut out);
         let pieces: Vec<u32> = out.iter().map(|r| r.piece).collect();
         assert_eq!(pieces, (4..12).collect::<Vec<u32>>());
     }
@@ -507,12 +546,18 @@ mod tests {
         let l = layout(&[16384], 16384);
         let mut p = Picker::new(l, Bitfield::new(1), 3);
         let all = Bitfield::full(1);
+        let t0 = Instant::now();
         let mut a = Vec::new();
-        p.pick(1, &all, 4, &mut a);
+        p.pick(1, &all, 4, t0, &mut a);
         assert_eq!(a.len(), 1);
         let mut b = Vec::new();
-        p.pick(2, &all, 4, &mut b);
+        p.pick(2, &all, 4, t0 + ENDGAME_AFTER / 2, &mut b);
+        assert!(b.is_empty(), "duplicated a request being answered: {b:?}");
+        p.pick(2, &all, 4, t0 + ENDGAME_AFTER, &mut b);
         assert_eq!(b, a, "endgame duplicate");
+        let mut c = Vec::new();
+        p.pick(3, &all, 4, t0 + ENDGAME_AFTER * 3, &mut c);
+        assert!(c.is_empty(), "a third copy: {c:?}");
         match p.on_block(2, a[0].piece, a[0].begin, a[0].len) {
             BlockOutcome::New { complete, cancel } => {
                 assert!(complete);
@@ -532,12 +577,12 @@ mod tests {
         let mut p = Picker::new(l, Bitfield::new(1), 3);
         let all = Bitfield::full(1);
         let mut a = Vec::new();
-        p.pick(5, &all, 4, &mut a);
+        p.pick(5, &all, 4, Instant::now(), &mut a);
         let _ = p.on_block(5, 0, 0, a[0].len);
         assert_eq!(p.senders(0), vec![Some(5)]);
         p.piece_checked(0, false);
         let mut again = Vec::new();
-        p.pick(6, &all, 4, &mut again);
+        p.pick(6, &all, 4, Instant::now(), &mut again);
         assert_eq!(again, a);
     }
 
@@ -547,12 +592,12 @@ mod tests {
         let mut p = Picker::new(l, Bitfield::new(4), 3);
         let all = Bitfield::full(4);
         let mut a = Vec::new();
-        p.pick(1, &all, 2, &mut a);
+        p.pick(1, &all, 2, Instant::now(), &mut a);
         for r in &a {
             p.cancel_request(1, *r);
         }
         let mut b = Vec::new();
-        p.pick(2, &all, 2, &mut b);
+        p.pick(2, &all, 2, Instant::now(), &mut b);
         a.sort();
         b.sort();
         assert_eq!(a, b);

@@ -170,7 +170,13 @@ struct Suspect {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     pub peers: usize,
+    /// Block bytes received, duplicates included (what the link carried).
     pub downloaded: u64,
+    /// Of `downloaded`, bytes from web seeds.
+    pub from_web_seeds: u64,
+    /// Of `downloaded`, bytes dropped: a block already received (endgame,
+    /// a web seed's late answer) or never asked for.
+    pub wasted: u64,
     pub uploaded: u64,
     pub hash_failures: u64,
 }
@@ -368,7 +374,7 @@ impl Session {
         if !peer.virtual_peer || peer.closing {
             return picks;
         }
-        self.picker.pick(key, &peer.has, max, &mut picks);
+        self.picker.pick(key, &peer.has, max, now, &mut picks);
         for r in &picks {
             peer.requests.push_back((*r, now));
         }
@@ -393,18 +399,6 @@ impl Session {
         for b in blocks {
             self.picker.cancel_request(key, *b);
         }
-    }
-
-    /// Whether any wire peer has sent block data since the last choke
-    /// round (the driver leaves web seeds idle while peers deliver).
-    pub fn peers_delivering(&self) -> bool {
-        self.peers.values().any(|p| {
-            !p.virtual_peer
-                && p.handshaken
-                && !p.peer_choking
-                && p.has.count() > 0
-                && p.am_interested
-        })
     }
 
     /// Bytes to send to `key`, appended to `out`.
@@ -771,7 +765,14 @@ impl Session {
         peer.down_round += u64::from(len);
         peer.downloaded += u64::from(len);
         self.stats.downloaded += u64::from(len);
-        match self.picker.on_block(key, index, begin, len) {
+        if peer.virtual_peer {
+            self.stats.from_web_seeds += u64::from(len);
+        }
+        let outcome = self.picker.on_block(key, index, begin, len);
+        if !matches!(outcome, BlockOutcome::New { .. }) {
+            self.stats.wasted += u64::from(len);
+        }
+        match outcome {
             BlockOutcome::New { complete, cancel } => {
                 for other in cancel {
                     if let Some(op) = self.peers.get_mut(&other)
@@ -978,8 +979,13 @@ impl Session {
             return;
         }
         let mut picks = Vec::new();
-        self.picker
-            .pick(key, &peer.has, target - peer.requests.len(), &mut picks);
+        self.picker.pick(
+            key,
+            &peer.has,
+            target - peer.requests.len(),
+            now,
+            &mut picks,
+        );
         for r in picks {
             send(
                 &mut peer.tx,
