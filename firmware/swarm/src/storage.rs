@@ -31,6 +31,10 @@ pub struct Storage {
     dirty: Vec<usize>,
     resume: PathBuf,
     had_data: bool,
+    /// The piece being checked, kept between checks: a fresh piece-sized
+    /// buffer each time is an mmap, page faults and an munmap per piece
+    /// once the allocator is tuned to give big blocks back (bsp::memory).
+    scratch: Vec<u8>,
 }
 
 impl Storage {
@@ -89,6 +93,7 @@ impl Storage {
             dirty: Vec::new(),
             resume,
             had_data,
+            scratch: Vec::new(),
         })
     }
 
@@ -145,28 +150,38 @@ impl Storage {
     /// Reads `len` bytes of piece `piece` from `begin`; padding reads as zeros.
     pub fn read(&mut self, piece: u32, begin: u32, len: u32) -> io::Result<Vec<u8>> {
         let mut out = vec![0u8; len as usize];
+        self.read_into(piece, begin, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Storage::read`] into `out`, which padding must find zeroed.
+    fn read_into(&mut self, piece: u32, begin: u32, out: &mut [u8]) -> io::Result<()> {
+        let len = u32::try_from(out.len()).map_err(|_| io::Error::other("read too long"))?;
         for sp in self.layout.spans(piece, begin, len) {
             let off = (sp.piece_offset - begin) as usize;
             self.file(sp.file)?
                 .read_exact_at(&mut out[off..off + sp.len as usize], sp.file_offset)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Hashes a whole piece against the torrent (v2 hashes when the piece
     /// layers are known, else v1). With `digests`, also returns a SHA-256
     /// per 16 KiB block, used to find which peer sent a bad block.
     pub fn check(&mut self, piece: u32, digests: bool) -> io::Result<(bool, Vec<[u8; 32]>)> {
-        let size = self.layout.piece_size(piece);
-        let data = self.read(piece, 0, size)?;
-        let meta = Arc::clone(&self.meta);
-        let ok = check_piece(&meta, &self.layout, piece, &data);
-        let d = if digests || !ok {
+        let size = self.layout.piece_size(piece) as usize;
+        let mut data = std::mem::take(&mut self.scratch);
+        data.clear();
+        data.resize(size, 0);
+        let read = self.read_into(piece, 0, &mut data);
+        let ok = read.is_ok() && check_piece(&self.meta, &self.layout, piece, &data);
+        let d = if read.is_ok() && (digests || !ok) {
             data.chunks(16 * 1024).map(sha256).collect()
         } else {
             Vec::new()
         };
-        Ok((ok, d))
+        self.scratch = data;
+        read.map(|()| (ok, d))
     }
 
     /// fsyncs every file written since the last sync.
