@@ -12,6 +12,7 @@
 //! entry, and a snapshot can be served with plain `open()` while GC deletes
 //! objects: an open file outlives its last name.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -119,6 +120,9 @@ impl Store {
         // committed unless the tree is complete and durable.
         let tx = ix.db.begin_write().map_err(ix.err())?;
         let mut count = 0u64;
+        // Directories made so far: one create_dir_all per directory, not
+        // one per entry (a 20,000-file snapshot has a few hundred).
+        let mut made: HashSet<PathBuf> = HashSet::new();
         {
             let mut table = tx.open_table(ENTRIES).map_err(ix.err())?;
             let mut refs = tx.open_table(REFS).map_err(ix.err())?;
@@ -136,10 +140,13 @@ impl Store {
                     check_component(c).map_err(bad)?;
                 }
                 let path: PathBuf = components.iter().fold(tmp.clone(), |p, c| p.join(c));
-                if let Some(parent) = path.parent() {
+                if let Some(parent) = path.parent()
+                    && !made.contains(parent)
+                {
                     self.disk
                         .create_dir_all(parent)
                         .map_err(io_err("create", parent))?;
+                    made.insert(parent.to_path_buf());
                 }
                 match &entry {
                     Entry::File(root) => {
