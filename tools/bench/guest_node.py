@@ -74,7 +74,7 @@ ip addr add 10.0.2.15/24 dev eth0
 ip link set eth0 up
 ip route add default via 10.0.2.2
 echo "GUEST-MEM $(grep MemTotal /proc/meminfo)"
-/bin/swarmsync run --config /etc/node.toml >/data/node.log 2>&1 &
+RUST_LOG=${RUST_LOG:-info} /bin/swarmsync run --config /etc/node.toml >/data/node.log 2>&1 &
 pid=$!
 t=0
 synced=
@@ -82,6 +82,11 @@ while [ $t -lt @TIMEOUT@ ]; do
     if [ ! -e /proc/$pid/status ]; then echo "GUEST-EXITED"; tail -n 30 /data/node.log; break; fi
     s=$(awk '/^VmRSS|^VmHWM|^RssAnon/ {printf "%s ", $2}' /proc/$pid/status)
     echo "GUEST-SAMPLE $t $s"
+    if [ $((t % 30)) -eq 0 ] && [ -z "$synced" ]; then
+        wget -q -O - http://127.0.0.1:8080/-/status.json 2>/dev/null | grep -E '"(state|files_done|files_total|peers|downloaded)"' | tr -d '\n' | sed 's/^/GUEST-PROGRESS /'
+        echo
+        tail -n 2 /data/node.log | sed 's/^/GUEST-NODELOG /'
+    fi
     if [ -z "$synced" ]; then
         if wget -q -O - http://127.0.0.1:8080/-/status.json 2>/dev/null | grep -q '"state": *"synced"'; then
             synced=$t
@@ -222,15 +227,17 @@ def run_guest(name, work, key, port):
     argv = [qemu] + machine + [
         "-m", str(ARGS.guest_mib), "-smp", "1", "-nographic", "-no-reboot",
         "-kernel", vmlinuz, "-initrd", initrd,
-        "-append", "console=%s panic=-1 quiet" % console,
+        "-append", "console=%s panic=-1 quiet %s" % (console, ARGS.guest_env),
         "-netdev", "user,id=n0", "-device", "%s,netdev=n0" % netdev]
     log("%s: booting kernel %s, %d MiB, node %s" % (name, kver, ARGS.guest_mib, binary))
     t0 = time.monotonic()
-    out = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                         timeout=ARGS.timeout + 300).stdout.decode("utf-8", "replace")
+    console = os.path.join(work, name + ".console")
+    with open(console, "wb") as f:
+        subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                       timeout=ARGS.timeout + 300)
     wall = time.monotonic() - t0
-    with open(os.path.join(work, name + ".console"), "w") as f:
-        f.write(out)
+    with open(console, "rb") as f:
+        out = f.read().decode("utf-8", "replace")
     samples, synced, status, verify, warn = [], None, "", [], []
     for line in out.replace("\r", "").splitlines():
         w = line.split()
@@ -289,6 +296,8 @@ def main():
     ap.add_argument("--steady", type=int, default=20)
     ap.add_argument("--timeout", type=int, default=1500)
     ap.add_argument("--work", default=None)
+    ap.add_argument("--guest-env", default="",
+                    help="NAME=VALUE words for the guest's init (e.g. RUST_LOG=debug)")
     ARGS = ap.parse_args()
     arches = [a for a in ARGS.arches.split(",") if a]
     for a in arches:
