@@ -74,7 +74,7 @@ ip addr add 10.0.2.15/24 dev eth0
 ip link set eth0 up
 ip route add default via 10.0.2.2
 echo "GUEST-MEM $(grep MemTotal /proc/meminfo)"
-RUST_LOG=${RUST_LOG:-info} /bin/swarmsync run --config /etc/node.toml >/data/node.log 2>&1 &
+/bin/swarmsync run --config /etc/node.toml >/data/node.log 2>&1 &
 pid=$!
 t=0
 synced=
@@ -103,6 +103,7 @@ echo
 kill $pid
 for i in $(seq 30); do [ -e /proc/$pid/status ] || break; sleep 1; done
 grep -E "WARN|ERROR" /data/node.log | head -n 20 | sed 's/^/GUEST-LOG /'
+[ -n "$synced" ] || tail -n 60 /data/node.log | sed 's/^/GUEST-TAIL /'
 /bin/swarmsync verify --state /data/node/@CHANNEL@ 2>&1 | tail -n 3 | sed 's/^/GUEST-VERIFY /'
 echo "GUEST-DONE"
 poweroff -f
@@ -297,7 +298,7 @@ def main():
     ap.add_argument("--timeout", type=int, default=1500)
     ap.add_argument("--work", default=None)
     ap.add_argument("--guest-env", default="",
-                    help="NAME=VALUE words for the guest's init (e.g. RUST_LOG=debug)")
+                    help="NAME=VALUE words for the guest's init (e.g. SWARMSYNC_LOG=debug)")
     ARGS = ap.parse_args()
     arches = [a for a in ARGS.arches.split(",") if a]
     for a in arches:
