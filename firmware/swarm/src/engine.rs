@@ -820,6 +820,9 @@ pub async fn run(
                     resume_dirty = false;
                 }
                 Event::Disconnect { peer, reason } => {
+                    if peer >= WEB_SEED_KEYS {
+                        tracing::warn!("dropping web seed: {reason}");
+                    }
                     if let Some(c) = conns.remove(&peer) {
                         tracing::info!("dropping peer {}: {reason}", c.addr);
                         if reason.contains("ourselves")

@@ -803,6 +803,11 @@ impl Session {
                     let Some(peer) = self.peers.get_mut(&key) else {
                         return Ok(());
                     };
+                    // A web seed sends only what it was asked for, late when
+                    // its request timed out (30 s) during a slow batch.
+                    if peer.virtual_peer {
+                        return Ok(());
+                    }
                     peer.strikes += 1;
                     if peer.strikes > 64 {
                         return Err("sent too many blocks we did not ask for".into());
@@ -1023,7 +1028,12 @@ impl Session {
                 self.drop_peer(*k, "handshake timed out".into(), false);
                 continue;
             }
-            if now.saturating_duration_since(p.last_rx) > self.config.idle_timeout {
+            // A web seed has no connection to go quiet, and nothing it
+            // sends refreshes `last_rx`: dropped as idle 120 s after it was
+            // added, a download with no peer stalled for good.
+            if !p.virtual_peer
+                && now.saturating_duration_since(p.last_rx) > self.config.idle_timeout
+            {
                 self.drop_peer(*k, "idle".into(), false);
                 continue;
             }
@@ -1331,6 +1341,36 @@ mod tests {
             nodes[2].banned
         );
         assert!(!nodes[2].banned.contains(&0), "honest seed banned");
+    }
+
+    #[test]
+    fn a_web_seed_is_not_dropped_as_idle() {
+        // Its requests time out while it fetches (30 s), it answers late,
+        // and it never receives anything that would refresh `last_rx`: it
+        // was dropped as idle after 120 s, or for the late answers after 64
+        // of them, and the download had no source left.
+        let (meta, src) = torrent();
+        let layout = Layout::new(&meta.info);
+        let mut n = node(&meta, false, 1);
+        let mut t = Instant::now();
+        let ws: PeerKey = 1 << 48;
+        n.s.add_virtual_peer(ws, t);
+        for round in 0..8 {
+            let picks = n.s.virtual_pick(ws, 64, t);
+            assert!(!picks.is_empty(), "round {round}: no work for the web seed");
+            t += Duration::from_secs(31);
+            n.s.handle_timeout(t);
+            for b in &picks {
+                let data = piece_bytes(&meta, &src, &layout, b.piece);
+                let block = &data[b.begin as usize..(b.begin + b.len) as usize];
+                n.s.virtual_block(ws, *b, block, t);
+            }
+            while let Some(ev) = n.s.poll_event() {
+                if let Event::Disconnect { peer, reason } = &ev {
+                    assert_ne!(*peer, ws, "round {round}: web seed dropped: {reason}");
+                }
+            }
+        }
     }
 
     #[test]
