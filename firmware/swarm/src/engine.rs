@@ -224,8 +224,6 @@ impl Options {
 pub struct Summary {
     /// Block bytes received from peers and web seeds in this run.
     pub downloaded: u64,
-    /// Of `downloaded`, blocks dropped as duplicates or unasked for.
-    pub wasted: u64,
     pub uploaded: u64,
     /// Pieces that were already verified when the run started.
     pub resumed_pieces: u32,
@@ -917,7 +915,6 @@ pub async fn run(
 
     let stats = session.stats();
     summary.downloaded = stats.downloaded;
-    summary.wasted = stats.wasted;
     summary.uploaded = stats.uploaded;
     summary.hash_failures = stats.hash_failures;
     let _ = transfer_tx.send(Transfer {

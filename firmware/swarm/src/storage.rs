@@ -173,15 +173,17 @@ impl Storage {
         let mut data = std::mem::take(&mut self.scratch);
         data.clear();
         data.resize(size, 0);
-        let read = self.read_into(piece, 0, &mut data);
-        let ok = read.is_ok() && check_piece(&self.meta, &self.layout, piece, &data);
-        let d = if read.is_ok() && (digests || !ok) {
-            data.chunks(16 * 1024).map(sha256).collect()
-        } else {
-            Vec::new()
-        };
+        let checked = self.read_into(piece, 0, &mut data).map(|()| {
+            let ok = check_piece(&self.meta, &self.layout, piece, &data);
+            let d = if digests || !ok {
+                data.chunks(16 * 1024).map(sha256).collect()
+            } else {
+                Vec::new()
+            };
+            (ok, d)
+        });
         self.scratch = data;
-        read.map(|()| (ok, d))
+        checked
     }
 
     /// fsyncs every file written since the last sync.
