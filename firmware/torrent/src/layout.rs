@@ -3,9 +3,13 @@
 //!
 //! v2 and hybrid torrents start every file on a piece boundary, so the tail
 //! of a file's last piece is padding (a pad file in hybrids, implicit in v2).
-//! Padding is zeros by definition: blocks wholly inside it are never
-//! requested, and a block that straddles the end of a file is requested
-//! whole and its padding part sent as zeros, as libtorrent does.
+//! Padding is zeros by definition, so it is never requested: blocks wholly
+//! inside it are skipped, and the block that straddles the end of a file is
+//! requested only up to that end (a short request, like the last block of a
+//! v1 torrent). A tree of small files would otherwise cost up to twice its
+//! size on a metered link: a 2 KiB file in a 16 KiB block. Requests from
+//! peers may still cover padding (libtorrent asks for whole blocks), and
+//! are answered with zeros there.
 
 use crate::metainfo::Info;
 
@@ -89,9 +93,10 @@ impl Layout {
         self.data_len(i).div_ceil(BLOCK)
     }
 
-    /// Length of block `b` of piece `i` on the wire.
+    /// Length of our request for block `b` of piece `i`: it stops where
+    /// the piece's file data stops.
     pub fn block_len(&self, i: u32, b: u32) -> u32 {
-        self.piece_size(i).saturating_sub(b * BLOCK).min(BLOCK)
+        self.data_len(i).saturating_sub(b * BLOCK).min(BLOCK)
     }
 
     /// The file bytes inside `len` bytes of piece `i` starting at `begin`.
@@ -168,7 +173,14 @@ mod tests {
         assert_eq!(l.piece_size(1), 32768);
         assert_eq!(l.data_len(1), 40000 - 32768);
         assert_eq!(l.blocks(1), 1);
+        // The pad after the first file is not asked for, not even the part
+        // in a block with data.
+        assert_eq!(l.block_len(1, 0), 40000 - 32768);
         assert_eq!(l.data_len(2), 5);
+        assert_eq!(l.block_len(2, 0), 5);
+        assert_eq!(l.block_len(0, 1), BLOCK);
+        // Peers may still ask for whole blocks.
+        assert!(l.valid_request(2, 0, BLOCK));
         let spans = l.spans(1, 0, 16384);
         assert_eq!(spans.len(), 1);
         assert_eq!(spans[0].file_offset, 32768);
@@ -194,6 +206,7 @@ mod tests {
         assert_eq!(l.piece_size(2), 32768);
         assert_eq!(l.data_len(2), 5);
         assert_eq!(l.blocks(2), 1);
+        assert_eq!(l.block_len(2, 0), 5);
         assert_eq!(l.piece_size(1), 32768);
         assert_eq!(l.blocks(1), 1);
     }
