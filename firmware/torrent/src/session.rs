@@ -35,6 +35,10 @@ use crate::metainfo::Metainfo;
 use crate::picker::{BlockOutcome, BlockRef, PeerKey, Picker};
 use crate::wire::{self, Handshake, Message, Reserved, WireError};
 
+/// Timed-out requests remembered per peer (a few KiB at most): as many as
+/// a full request queue, so a stall of one whole queue is forgiven.
+const MAX_TIMED_OUT: usize = 256;
+
 /// Session tunables.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -141,6 +145,10 @@ struct Peer {
     peer_interested: bool,
     /// Our requests to them, oldest first.
     requests: VecDeque<(BlockRef, Instant)>,
+    /// Our requests that timed out, newest last, at most
+    /// [`MAX_TIMED_OUT`]: a slow peer's late answer to one is not a block
+    /// we never asked for, and earns no strike.
+    timed_out: VecDeque<BlockRef>,
     /// Their requests to us, not yet read.
     incoming: VecDeque<BlockRef>,
     /// Reads handed to the driver and not yet answered.
@@ -298,6 +306,7 @@ impl Session {
             peer_choking: true,
             peer_interested: false,
             requests: VecDeque::new(),
+            timed_out: VecDeque::new(),
             incoming: VecDeque::new(),
             reads: Vec::new(),
             queue_target: self.config.max_requests.min(64),
@@ -804,8 +813,13 @@ impl Session {
                         return Ok(());
                     };
                     // A web seed sends only what it was asked for, late when
-                    // its request timed out (30 s) during a slow batch.
+                    // its request timed out (30 s) during a slow batch; a
+                    // slow wire peer answers its timed-out requests late too.
                     if peer.virtual_peer {
+                        return Ok(());
+                    }
+                    if let Some(pos) = peer.timed_out.iter().position(|r| *r == block) {
+                        peer.timed_out.remove(pos);
                         return Ok(());
                     }
                     peer.strikes += 1;
@@ -1051,6 +1065,12 @@ impl Session {
                 expired.push(*r);
                 p.requests.pop_front();
             }
+            for r in &expired {
+                if p.timed_out.len() == MAX_TIMED_OUT {
+                    p.timed_out.pop_front();
+                }
+                p.timed_out.push_back(*r);
+            }
             if !expired.is_empty() {
                 p.queue_target = (p.queue_target / 2).max(2);
             }
@@ -1157,9 +1177,13 @@ mod tests {
     }
 
     fn torrent() -> (Metainfo, MemSource) {
+        torrent_of(&[200_000, 7, 65_536, 0])
+    }
+
+    fn torrent_of(sizes: &[usize]) -> (Metainfo, MemSource) {
         let mut mem = BTreeMap::new();
         let mut files = Vec::new();
-        for (i, len) in [200_000usize, 7, 65_536, 0].iter().enumerate() {
+        for (i, len) in sizes.iter().enumerate() {
             let p = vec![format!("f{i}")];
             mem.insert(p.clone(), (0..*len).map(|j| (j * 13 + i) as u8).collect());
             files.push(InputFile {
@@ -1371,6 +1395,63 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_slow_peer_answering_timed_out_requests_is_not_struck_off() {
+        // A seed on a slow link: every request times out (30 s) and is
+        // answered a little later, by when the picker has handed some of
+        // the blocks out again or not at all. Those answers are late, not
+        // unasked; counted as unasked, 64 of them dropped the peer.
+        let (meta, src) = torrent_of(&[4 << 20]);
+        let layout = Layout::new(&meta.info);
+        let mut n = node(&meta, false, 1);
+        let mut t = Instant::now();
+        n.s.add_peer(9, false, t);
+        let hs = Handshake {
+            reserved: Reserved::default(),
+            info_hash: meta.info.v1_infohash.unwrap_or_default(),
+            peer_id: [9; 20],
+        };
+        let mut bytes = hs.encode().to_vec();
+        let full = Bitfield::full(layout.piece_count);
+        wire::encode(&Message::Bitfield(full.as_bytes()), &mut bytes);
+        wire::encode(&Message::Unchoke, &mut bytes);
+        n.s.handle_input(9, &bytes, t);
+        n.s.handle_timeout(t);
+        let mut late = 0;
+        for round in 0..12 {
+            let asked: Vec<BlockRef> = n.s.peers[&9].requests.iter().map(|(r, _)| *r).collect();
+            t += Duration::from_secs(31);
+            n.s.handle_timeout(t);
+            let mut bytes = Vec::new();
+            for b in &asked {
+                let data = piece_bytes(&meta, &src, &layout, b.piece);
+                let data = &data[b.begin as usize..(b.begin + b.len) as usize];
+                wire::encode(
+                    &Message::Piece {
+                        index: b.piece,
+                        begin: b.begin,
+                        data,
+                    },
+                    &mut bytes,
+                );
+                late += usize::from(!n.s.peers[&9].requests.iter().any(|(r, _)| r == b));
+            }
+            n.s.handle_input(9, &bytes, t);
+            while let Some(ev) = n.s.poll_event() {
+                if let Event::Disconnect { reason, .. } = &ev {
+                    panic!("round {round}: slow peer dropped: {reason}");
+                }
+            }
+            if n.s.peers[&9].requests.is_empty() {
+                break;
+            }
+        }
+        assert!(
+            late > 64,
+            "only {late} late answers: the test proves nothing"
+        );
     }
 
     #[test]
