@@ -1087,6 +1087,23 @@ fn log_complete(name: &str, stats: &Stats) {
     );
 }
 
+/// Most pieces one web seed fetches at once, and the bytes they may hold
+/// together. In a tree of small files every piece is a request of its own,
+/// so one at a time leaves a link with a long round trip idle (20,000
+/// files over a 600 ms satellite hop: over three hours of waiting alone);
+/// a few keep-alive connections hide it, as aria2's `-x` does, without
+/// hammering the origin. Large pieces carry enough bytes per request to
+/// fill the link, and are kept to one at a time for the board's memory.
+const WEB_SEED_PARALLEL: usize = 4;
+const WEB_SEED_IN_FLIGHT: u64 = 1 << 20;
+
+/// How many pieces of `piece_length` a web seed fetches at once.
+fn web_seed_parallel(piece_length: u64) -> usize {
+    usize::try_from(WEB_SEED_IN_FLIGHT / piece_length.max(1))
+        .unwrap_or(WEB_SEED_PARALLEL)
+        .clamp(1, WEB_SEED_PARALLEL)
+}
+
 /// Fetches pieces from one web seed whenever the engine has work for it.
 async fn web_seed_worker(
     key: PeerKey,
@@ -1096,6 +1113,7 @@ async fn web_seed_worker(
     layout: Layout,
     tx: mpsc::Sender<Input>,
 ) {
+    let parallel = web_seed_parallel(layout.piece_length);
     loop {
         let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
         if tx
@@ -1112,48 +1130,54 @@ async fn web_seed_worker(
         }
         let mut pieces: Vec<u32> = blocks.iter().map(|b| b.piece).collect();
         pieces.dedup();
-        for piece in pieces {
-            let mine: Vec<BlockRef> = blocks
-                .iter()
-                .filter(|b| b.piece == piece)
-                .copied()
-                .collect();
-            match client
-                .fetch_piece(&seed, &meta.info, u64::from(piece))
-                .await
+        let mut queue = pieces.into_iter();
+        // Dropped with the worker: its fetches stop with it.
+        let mut fetches = tokio::task::JoinSet::new();
+        let mut failed = false;
+        loop {
+            while fetches.len() < parallel
+                && let Some(piece) = queue.next()
             {
+                let (client, seed, meta) = (client.clone(), seed.clone(), meta.clone());
+                fetches.spawn(async move {
+                    let got = client
+                        .fetch_piece(&seed, &meta.info, u64::from(piece))
+                        .await;
+                    (piece, got)
+                });
+            }
+            let Some(joined) = fetches.join_next().await else {
+                break;
+            };
+            // A fetch task cannot panic short of a bug; its blocks then
+            // time out in the session and are picked again.
+            let Ok((piece, got)) = joined else { continue };
+            let mine = blocks.iter().filter(|b| b.piece == piece).copied();
+            let event = match got {
                 Ok(p) => {
-                    let mut buf = vec![0u8; layout.piece_size(piece) as usize];
-                    let n = p.data.len().min(buf.len());
-                    buf[..n].copy_from_slice(&p.data[..n]);
+                    // A v2 piece stops at the end of its file: the rest of
+                    // the piece is padding.
+                    let mut data = p.data;
+                    data.resize(layout.piece_size(piece) as usize, 0);
                     let out = mine
-                        .iter()
-                        .map(|b| {
-                            (
-                                *b,
-                                buf[b.begin as usize..(b.begin + b.len) as usize].to_vec(),
-                            )
+                        .filter_map(|b| {
+                            let at = b.begin as usize..(b.begin + b.len) as usize;
+                            Some((b, data.get(at)?.to_vec()))
                         })
                         .collect();
-                    if tx
-                        .send(Input::WebSeed(WebSeedEvent::Data(key, out)))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
+                    WebSeedEvent::Data(key, out)
                 }
                 Err(e) => {
-                    let _ = tx
-                        .send(Input::WebSeed(WebSeedEvent::Failed(
-                            key,
-                            mine,
-                            e.to_string(),
-                        )))
-                        .await;
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    failed = true;
+                    WebSeedEvent::Failed(key, mine.collect(), e.to_string())
                 }
+            };
+            if tx.send(Input::WebSeed(event)).await.is_err() {
+                return;
             }
+        }
+        if failed {
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
 }
@@ -1161,6 +1185,15 @@ async fn web_seed_worker(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn web_seeds_fetch_small_pieces_in_parallel_and_large_ones_alone() {
+        assert_eq!(web_seed_parallel(16 * 1024), WEB_SEED_PARALLEL);
+        assert_eq!(web_seed_parallel(256 * 1024), 4);
+        assert_eq!(web_seed_parallel(512 * 1024), 2);
+        assert_eq!(web_seed_parallel(2 << 20), 1);
+        assert_eq!(web_seed_parallel(0), WEB_SEED_PARALLEL);
+    }
 
     #[test]
     fn metadata_from_the_info_file_is_what_the_bytes_in_memory_give() {
