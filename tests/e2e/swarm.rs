@@ -1380,7 +1380,8 @@ fn nginx(dir: &Path, root: &Path) -> (Proc, u16) {
         let conf = format!(
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
              error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
-             http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/tmp/body;\n\
+             http {{\n  log_format c '$connection $body_bytes_sent $request $http_range';\n\
+             access_log {d}/access.log c;\n  client_body_temp_path {d}/tmp/body;\n\
              proxy_temp_path {d}/tmp/proxy;\n  fastcgi_temp_path {d}/tmp/fastcgi;\n\
              uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n\
              default_type application/octet-stream;\n  sendfile on;\n\
@@ -1423,6 +1424,22 @@ fn web_seed_only(kind: Kind) {
     let dir = tmp.path().join("dl");
     let (s, _) = download(&tree, &torrent, &dir, &[], DOWNLOAD);
     assert_eq!(s.hash_failures, 0, "{s:?}");
+    // nginx's log: "CONNECTION BODY_BYTES REQUEST" per request.
+    let log = std::fs::read_to_string(tmp.path().join("nginx/access.log")).expect("access.log");
+    let mut conns = std::collections::BTreeSet::new();
+    let mut sent = 0u64;
+    for line in log.lines() {
+        let mut w = line.split(' ');
+        conns.insert(w.next().unwrap_or_default().to_owned());
+        sent += w.next().and_then(|b| b.parse::<u64>().ok()).unwrap_or(0);
+    }
+    // Each file byte was fetched once, padding never; the small pieces
+    // were fetched a few at a time, over more than one connection.
+    assert_eq!(sent, tree.total(), "{log}");
+    assert!(
+        conns.len() >= 2,
+        "one connection: pieces fetched one at a time\n{log}"
+    );
 }
 
 #[test]

@@ -309,6 +309,13 @@ impl Picker {
         }
     }
 
+    /// The rest of started piece `p`'s unrequested blocks, for `peer`.
+    /// A web seed fetches whole pieces: a piece that [`Picker::pick`] cut
+    /// at `max` would be fetched again for its other blocks.
+    pub fn pick_rest(&mut self, peer: PeerKey, p: u32, now: Instant, out: &mut Vec<BlockRef>) {
+        self.take_free(peer, p, usize::MAX, now, out);
+    }
+
     fn take_free(
         &mut self,
         peer: PeerKey,

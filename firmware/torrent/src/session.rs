@@ -384,6 +384,10 @@ impl Session {
             return picks;
         }
         self.picker.pick(key, &peer.has, max, now, &mut picks);
+        // Only the last piece can have been cut at `max`.
+        if let Some(last) = picks.last().map(|b| b.piece) {
+            self.picker.pick_rest(key, last, now, &mut picks);
+        }
         for r in &picks {
             peer.requests.push_back((*r, now));
         }
@@ -1393,6 +1397,28 @@ mod tests {
                 if let Event::Disconnect { peer, reason } = &ev {
                     assert_ne!(*peer, ws, "round {round}: web seed dropped: {reason}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_web_seed_is_given_whole_pieces() {
+        // It fetches a piece whole; a piece split between two batches was
+        // fetched from the server twice.
+        let (meta, _) = torrent();
+        let layout = Layout::new(&meta.info);
+        let mut n = node(&meta, false, 1);
+        let t = Instant::now();
+        let ws: PeerKey = 1 << 48;
+        n.s.add_virtual_peer(ws, t);
+        for max in [3, 1, 5, 64] {
+            let mut batch = std::collections::BTreeMap::new();
+            for b in n.s.virtual_pick(ws, max, t) {
+                *batch.entry(b.piece).or_insert(0) += 1;
+            }
+            assert!(!batch.is_empty(), "max {max}: nothing picked");
+            for (piece, blocks) in batch {
+                assert_eq!(blocks, layout.blocks(piece), "max {max}: piece {piece}");
             }
         }
     }
