@@ -545,6 +545,10 @@ pub async fn run(
     let mut banned_ids: HashSet<[u8; 20]> = HashSet::new();
     let mut failed_at: HashMap<SocketAddr, Instant> = HashMap::new();
     let mut last_data = Instant::now();
+    // Whether any peer has taken a connection in this run: one that did is
+    // alive, and when it then closes (an origin that starts seeding a new
+    // release a moment after announcing it) it is worth waiting for.
+    let mut reached_a_peer = false;
 
     let mut summary = Summary {
         resumed_pieces: resumed,
@@ -698,9 +702,11 @@ pub async fn run(
                     next_key += 1;
                     conns.insert(key, Conn::start(key, stream, Conn::incoming(addr), conn_tx.clone(), &opts.limits, &read_budget));
                     session.add_peer(key, false, Instant::now());
+                    reached_a_peer = true;
                 }
                 Input::Dialed(key, Ok(stream)) => {
                     let Some(pending) = conns.remove(&key) else { continue };
+                    reached_a_peer = true;
                     conns.insert(key, Conn::start(key, stream, pending, conn_tx.clone(), &opts.limits, &read_budget));
                     session.add_peer(key, true, Instant::now());
                 }
@@ -720,8 +726,10 @@ pub async fn run(
                     // being dialed gets [`WEB_SEED_AFTER`] to handshake and
                     // unchoke before a web seed takes pieces it would then
                     // be asked for again (in the endgame). With no peer at
-                    // all there is nothing to wait for.
-                    let idle = conns.is_empty() || last_data.elapsed() > WEB_SEED_AFTER;
+                    // all (none known, or none that ever answered a dial)
+                    // there is nothing to wait for.
+                    let no_peer = conns.is_empty() && !reached_a_peer;
+                    let idle = no_peer || last_data.elapsed() > WEB_SEED_AFTER;
                     let picks = if idle && !complete {
                         session.virtual_pick(key, 64, Instant::now())
                     } else {
