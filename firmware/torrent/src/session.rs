@@ -1220,6 +1220,16 @@ mod tests {
         out
     }
 
+    /// The handshake of a plain peer 9 (no extensions) for `meta`.
+    fn handshake_of_9(meta: &Metainfo) -> Vec<u8> {
+        let hs = Handshake {
+            reserved: Reserved::default(),
+            info_hash: meta.info.v1_infohash.unwrap_or_default(),
+            peer_id: [9; 20],
+        };
+        hs.encode().to_vec()
+    }
+
     fn node(meta: &Metainfo, seed: bool, n: u8) -> Node {
         node_with(meta, seed, n, Config::default())
     }
@@ -1434,12 +1444,7 @@ mod tests {
         let mut n = node(&meta, false, 1);
         let mut t = Instant::now();
         n.s.add_peer(9, false, t);
-        let hs = Handshake {
-            reserved: Reserved::default(),
-            info_hash: meta.info.v1_infohash.unwrap_or_default(),
-            peer_id: [9; 20],
-        };
-        let mut bytes = hs.encode().to_vec();
+        let mut bytes = handshake_of_9(&meta);
         let full = Bitfield::full(layout.piece_count);
         wire::encode(&Message::Bitfield(full.as_bytes()), &mut bytes);
         wire::encode(&Message::Unchoke, &mut bytes);
@@ -1486,12 +1491,7 @@ mod tests {
         let mut n = node(&meta, false, 1);
         let now = Instant::now();
         n.s.add_peer(9, false, now);
-        let hs = Handshake {
-            reserved: Reserved::default(),
-            info_hash: meta.info.v1_infohash.unwrap_or_default(),
-            peer_id: [9; 20],
-        };
-        let mut bytes = hs.encode().to_vec();
+        let mut bytes = handshake_of_9(&meta);
         wire::encode(&Message::Bitfield(&[0xff; 40]), &mut bytes);
         n.s.handle_input(9, &bytes, now);
         let mut saw = None;
@@ -1509,12 +1509,7 @@ mod tests {
         let mut n = node(&meta, true, 1);
         let now = Instant::now();
         n.s.add_peer(9, false, now);
-        let hs = Handshake {
-            reserved: Reserved::default(),
-            info_hash: meta.info.v1_infohash.unwrap_or_default(),
-            peer_id: [9; 20],
-        };
-        let mut bytes = hs.encode().to_vec();
+        let mut bytes = handshake_of_9(&meta);
         bytes.extend_from_slice(&[0x7f, 0xff, 0xff, 0xff, 7]);
         n.s.handle_input(9, &bytes, now);
         let mut saw = None;
@@ -1531,12 +1526,7 @@ mod tests {
     fn hash_answers(n: &mut Node, meta: &Metainfo, msgs: &[Message<'_>]) -> Vec<Vec<u8>> {
         let now = Instant::now();
         n.s.add_peer(9, false, now);
-        let hs = Handshake {
-            reserved: Reserved::default(),
-            info_hash: meta.info.v1_infohash.unwrap_or_default(),
-            peer_id: [9; 20],
-        };
-        let mut bytes = hs.encode().to_vec();
+        let mut bytes = handshake_of_9(meta);
         for m in msgs {
             wire::encode(m, &mut bytes);
         }
