@@ -135,12 +135,23 @@ impl Shared {
             if out.iter().any(|o| o.segments == decoded.segments) {
                 return Err(Error::DuplicateMount(m.prefix));
             }
+            // A node's mount has no snapshot before its first sync: the
+            // normal state of a fresh board, not worth a warning. A plain
+            // directory that is missing is more likely a wrong path.
             if !m.root.is_dir() {
-                tracing::warn!(
-                    "http: mount {} root {} is not a directory yet",
-                    m.prefix,
-                    m.root.display()
-                );
+                if m.snapshots.is_some() {
+                    tracing::info!(
+                        "http: {} is served once its first snapshot is in place ({})",
+                        m.prefix,
+                        m.root.display()
+                    );
+                } else {
+                    tracing::warn!(
+                        "http: mount {} root {} is not a directory yet",
+                        m.prefix,
+                        m.root.display()
+                    );
+                }
             }
             out.push(Mounted {
                 segments: decoded.segments,
