@@ -1136,8 +1136,13 @@ async fn web_seed_worker(
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
-        let mut pieces: Vec<u32> = blocks.iter().map(|b| b.piece).collect();
-        pieces.dedup();
+        // Each piece once, in the picker's order.
+        let mut pieces: Vec<u32> = Vec::new();
+        for b in &blocks {
+            if !pieces.contains(&b.piece) {
+                pieces.push(b.piece);
+            }
+        }
         let mut queue = pieces.into_iter();
         // Dropped with the worker: its fetches stop with it.
         let mut fetches = tokio::task::JoinSet::new();

@@ -35,10 +35,6 @@ use crate::metainfo::Metainfo;
 use crate::picker::{BlockOutcome, BlockRef, PeerKey, Picker};
 use crate::wire::{self, Handshake, Message, Reserved, WireError};
 
-/// Timed-out requests remembered per peer (a few KiB at most): as many as
-/// a full request queue, so a stall of one whole queue is forgiven.
-const MAX_TIMED_OUT: usize = 256;
-
 /// Session tunables.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -146,8 +142,9 @@ struct Peer {
     /// Our requests to them, oldest first.
     requests: VecDeque<(BlockRef, Instant)>,
     /// Our requests that timed out, newest last, at most
-    /// [`MAX_TIMED_OUT`]: a slow peer's late answer to one is not a block
-    /// we never asked for, and earns no strike.
+    /// [`Config::max_requests`] (12 bytes each, kept only for a peer that
+    /// stalled): a stalled peer's late answer to one is not a block we
+    /// never asked for, and earns no strike, even for a whole queue.
     timed_out: VecDeque<BlockRef>,
     /// Their requests to us, not yet read.
     incoming: VecDeque<BlockRef>,
@@ -1070,7 +1067,7 @@ impl Session {
                 p.requests.pop_front();
             }
             for r in &expired {
-                if p.timed_out.len() == MAX_TIMED_OUT {
+                if p.timed_out.len() >= self.config.max_requests {
                     p.timed_out.pop_front();
                 }
                 p.timed_out.push_back(*r);
