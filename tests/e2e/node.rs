@@ -27,21 +27,33 @@ fn wait_seq(http: u16, want: u64, limit: Duration, what: &str, logs: &[&Path]) {
     );
 }
 
-/// Release gossip (the `swarmsync_release` BEP 10 extension): a node that
-/// polls its feed only once an hour still switches to a new release within
-/// seconds, because a peer of the same swarm that polls often tells it.
-#[test]
-fn a_node_learns_a_release_from_its_peer() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let d = tmp.path();
-    let tree = d.join("tree");
-    std::fs::create_dir_all(tree.join("pool")).expect("mkdir");
-    std::fs::write(tree.join("pool/a.deb"), vec![7u8; 200_000]).expect("write");
-    std::fs::write(tree.join("Release"), b"one\n").expect("write");
-    let key = d.join("k.key");
-    let public = keygen(&key);
-    let (o_peer, o_http) = (port(), port());
-    let publish = |once: bool| {
+/// An origin (`swarmsync publish`) of channel `c` over `<d>/tree`.
+struct Origin {
+    d: std::path::PathBuf,
+    key: std::path::PathBuf,
+    public: String,
+    peer: u16,
+    http: u16,
+}
+
+impl Origin {
+    fn new(d: &Path) -> Origin {
+        let tree = d.join("tree");
+        std::fs::create_dir_all(tree.join("pool")).expect("mkdir");
+        std::fs::write(tree.join("pool/a.deb"), vec![7u8; 200_000]).expect("write");
+        std::fs::write(tree.join("Release"), b"one\n").expect("write");
+        let key = d.join("k.key");
+        let public = keygen(&key);
+        Origin {
+            d: d.to_path_buf(),
+            key,
+            public,
+            peer: port(),
+            http: port(),
+        }
+    }
+
+    fn publish(&self, once: bool) -> std::process::Command {
         let mut c = bin();
         c.args([
             "publish",
@@ -53,42 +65,79 @@ fn a_node_learns_a_release_from_its_peer() {
             "16384",
         ])
         .arg("--key")
-        .arg(&key)
+        .arg(&self.key)
         .arg("--tree")
-        .arg(&tree)
+        .arg(self.d.join("tree"))
         .arg("--state")
-        .arg(d.join("origin"))
-        .args(["--listen", &format!("127.0.0.1:{o_peer}")])
-        .args(["--http", &format!("127.0.0.1:{o_http}")]);
+        .arg(self.d.join("origin"))
+        .args(["--listen", &format!("127.0.0.1:{}", self.peer)])
+        .args(["--http", &format!("127.0.0.1:{}", self.http)]);
         if once {
             c.arg("--once");
         }
         c
-    };
-    let origin_log = d.join("origin.log");
-    let _origin = spawn(&mut publish(false), &origin_log);
-    let feed = format!("http://127.0.0.1:{o_http}/-/releases/c");
-    let (p1, p2, h1, h2) = (port(), port(), port(), port());
-    let config = |n: u8, peer: u16, http: u16, other: u16, poll: &str| {
+    }
+
+    /// Starts the long-running origin and waits for its first release.
+    fn start(&self, log: &Path) -> crate::common::Kill {
+        let origin = spawn(&mut self.publish(false), log);
+        let t0 = Instant::now();
+        while !self.d.join("origin/c/release").exists() && t0.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        origin
+    }
+
+    /// Changes the tree and publishes it from another process, as cron
+    /// would; the new release's seq.
+    fn republish(&self) -> u64 {
+        std::fs::write(self.d.join("tree/Release"), b"two\n").expect("write");
+        run_within(&mut self.publish(true), Duration::from_secs(60)).ok();
+        current_seq(&self.d.join("origin"))
+    }
+
+    /// A node config: peer and HTTP ports, the feed polled every `poll`,
+    /// `peers` dialed.
+    fn node_config(
+        &self,
+        n: u8,
+        peer: u16,
+        http: u16,
+        peers: &[u16],
+        poll: &str,
+    ) -> std::path::PathBuf {
+        let feed = format!("http://127.0.0.1:{}/-/releases/c", self.http);
+        let peers: Vec<String> = peers.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
         let text = format!(
             "[node]\ndata_dir = {:?}\npeer_listen = \"127.0.0.1:{peer}\"\nhttp_listen = \"127.0.0.1:{http}\"\npoll_interval = \"{poll}\"\n\
-             [[channel]]\nname = \"c\"\npublic_key = \"{public}\"\nfeeds = [\"{feed}\"]\n\
-             [network]\nlsd = false\npeers = [\"127.0.0.1:{other}\"]\n[leds]\nbackend = \"none\"\nwatchdog = \"off\"\n",
-            d.join(format!("node{n}")).display().to_string()
+             [[channel]]\nname = \"c\"\npublic_key = \"{}\"\nfeeds = [\"{feed}\"]\n\
+             [network]\nlsd = false\npeers = [{}]\n[leds]\nbackend = \"none\"\nwatchdog = \"off\"\n",
+            self.d.join(format!("node{n}")).display().to_string(),
+            self.public,
+            peers.join(", ")
         );
-        let path = d.join(format!("node{n}.toml"));
+        let path = self.d.join(format!("node{n}.toml"));
         std::fs::write(&path, text).expect("config");
         path
-    };
-    let c1 = config(1, p1, h1, p2, "500ms");
-    let c2 = config(2, p2, h2, p1, "1h");
-    let (l1, l2) = (d.join("node1.log"), d.join("node2.log"));
-    // The origin must have published before node 2's one and only poll.
-    let t0 = Instant::now();
-    while !d.join("origin/c/release").exists() && t0.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_millis(500));
+}
+
+/// Release gossip (the `swarmsync_release` BEP 10 extension): a node that
+/// polls its feed only once an hour still switches to a new release within
+/// seconds, because a peer of the same swarm that polls often tells it.
+#[test]
+fn a_node_learns_a_release_from_its_peer() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let o = Origin::new(d);
+    let origin_log = d.join("origin.log");
+    let _origin = o.start(&origin_log);
+    let (p1, p2, h1, h2) = (port(), port(), port(), port());
+    let c1 = o.node_config(1, p1, h1, &[p2], "500ms");
+    let c2 = o.node_config(2, p2, h2, &[p1], "1h");
+    let (l1, l2) = (d.join("node1.log"), d.join("node2.log"));
+    // The origin has published before node 2's one and only poll.
     let first = current_seq(&d.join("origin"));
     let _n1 = spawn(bin().arg("run").arg("--config").arg(&c1), &l1);
     let _n2 = spawn(bin().arg("run").arg("--config").arg(&c2), &l2);
@@ -110,15 +159,51 @@ fn a_node_learns_a_release_from_its_peer() {
     // Both nodes tag the same content with the same strong ETag.
     crate::etag::same_content_etag(&[h1, h2], "/c/pool/a.deb", &[7u8; 200_000], d);
 
-    std::fs::write(tree.join("Release"), b"two\n").expect("write");
-    run_within(&mut publish(true), Duration::from_secs(60)).ok();
-    let second = current_seq(&d.join("origin"));
+    let second = o.republish();
     assert!(second > first);
     wait_seq(h1, second, Duration::from_secs(60), "node1", &logs);
-    // Node 2 will not poll for an hour: only gossip can tell it.
+    // Node 2 will not poll for an hour: only gossip (from node 1 or the
+    // origin, whichever tells it first) can.
     wait_seq(h2, second, Duration::from_secs(30), "node2 (gossip)", &logs);
     let log2 = std::fs::read_to_string(&l2).unwrap_or_default();
     assert!(log2.contains(&format!("new release {second}")), "{log2}");
+}
+
+/// The origin gossips too: a lone node that polls once an hour, with no
+/// LAN peer to tell it, learns a release published by cron from the
+/// origin it is connected to, within seconds.
+#[test]
+fn a_node_learns_a_release_from_the_origin() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let o = Origin::new(d);
+    let origin_log = d.join("origin.log");
+    let _origin = o.start(&origin_log);
+    let (p1, h1) = (port(), port());
+    let c1 = o.node_config(1, p1, h1, &[], "1h");
+    let l1 = d.join("node1.log");
+    let first = current_seq(&d.join("origin"));
+    let _n1 = spawn(bin().arg("run").arg("--config").arg(&c1), &l1);
+    let logs = [origin_log.as_path(), l1.as_path()];
+    wait_seq(h1, first, Duration::from_secs(60), "node", &logs);
+    // Connected to the origin's seeder (the release names its address).
+    let t0 = Instant::now();
+    while channel_peers(h1).unwrap_or(0) < 1 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the node did not connect to the origin within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let second = o.republish();
+    assert!(second > first);
+    wait_seq(
+        h1,
+        second,
+        Duration::from_secs(30),
+        "node (gossip from the origin)",
+        &logs,
+    );
 }
 
 fn http_get(port: u16, path: &str) -> (u16, Vec<u8>) {

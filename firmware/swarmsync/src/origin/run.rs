@@ -5,6 +5,13 @@
 //! again every two seconds, so a `publish --once` from cron in another
 //! process is picked up without a restart or a signal.
 //!
+//! The seeder also speaks release gossip (the BEP 10 extension nodes use
+//! among themselves): every peer hears the release it seeds on connecting,
+//! and when a newer one appears the old swarm hears it before the seeder
+//! leaves it. A node that polls its feed rarely (a metered link) then
+//! learns of a release from the origin within the two-second poll, without
+//! a request of its own, as a node learns it from a LAN peer.
+//!
 //! With `--dht` the origin is also a DHT node, in server mode from the
 //! start: it is long-running and reachable, which is what the DHT needs of
 //! a server, and nodes of a private pool can then bootstrap through it.
@@ -27,6 +34,10 @@ use super::{ChannelDir, PublishArgs, Published, http::Feed, publish_once};
 /// How often the state is checked for a newer release and the tree for
 /// changes.
 const POLL: Duration = Duration::from_secs(2);
+
+/// How long the seeder of a release stays after telling its peers of a
+/// newer one, for the message to leave (a node waits as long).
+const GOSSIP_GRACE: Duration = Duration::from_millis(300);
 
 /// How often the DHT item is put again while the release stays the same
 /// (BEP 44 nodes drop items after about two hours).
@@ -195,6 +206,10 @@ pub async fn serve(
 
     // Seed the newest release; restart on a newer one.
     let mut stop = stop_rx.clone();
+    let (gossip_tx, _) = watch::channel::<Option<Arc<Vec<u8>>>>(None);
+    // What peers gossip back is of no use to the origin: the receiver is
+    // dropped, and the engine's sends to it fail quietly.
+    let heard_tx = tokio::sync::mpsc::channel::<Vec<u8>>(1).0;
     loop {
         if *stop.borrow() {
             break;
@@ -218,6 +233,9 @@ pub async fn serve(
                 continue;
             }
         };
+        if let Some((_, bytes)) = newest_signed(&cd, &signer).filter(|(r, _)| r.seq == seq) {
+            gossip_tx.send_replace(Some(Arc::new(channel::gossip::encode(&bytes))));
+        }
         tracing::info!("seeding release {seq} of {}", args.channel);
         let mut opts = swarm::engine::Options::new(cd.tree(seq), crate::cmd_swarm::peer_id());
         opts.listen = Some(args.listen);
@@ -226,16 +244,26 @@ pub async fn serve(
         // Its own web seed is for nodes, not for itself.
         opts.use_torrent_sources = false;
         opts.dht = dht.clone();
+        opts.gossip = Some(swarm::engine::Gossip {
+            outbound: gossip_tx.subscribe(),
+            inbound: heard_tx.clone(),
+        });
         let (cd2, signer2) = (cd.clone(), Arc::clone(&signer));
         let mut stop2 = stop.clone();
+        let gossip = gossip_tx.clone();
         let newer = async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(POLL) => {}
                     () = crate::signals::stopped(&mut stop2) => return,
                 }
-                let latest = super::previous_release(&cd2, &signer2).map(|r| r.seq);
-                if latest.is_some_and(|s| s != seq) {
+                let Some((latest, bytes)) = newest_signed(&cd2, &signer2) else {
+                    continue;
+                };
+                if latest.seq != seq {
+                    // Tell this swarm before leaving it, as a node does.
+                    gossip.send_replace(Some(Arc::new(channel::gossip::encode(&bytes))));
+                    tokio::time::sleep(GOSSIP_GRACE).await;
                     return;
                 }
             }
