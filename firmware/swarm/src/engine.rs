@@ -40,6 +40,9 @@ const REDIAL: Duration = Duration::from_secs(2);
 /// every other (1 = normal), and picked in piece order so the file can be
 /// streamed from its start.
 const URGENT: u8 = torrent::picker::IN_ORDER;
+/// Why the engine stopped when the disk thread went away without a word
+/// yet; its own error, read after it is joined, replaces this.
+const DISK_STOPPED: &str = "disk thread stopped";
 /// Peer keys from here up are web seeds.
 const WEB_SEED_KEYS: PeerKey = 1 << 48;
 
@@ -658,7 +661,7 @@ pub async fn run(
                                     // already: the next flush completes it.
                                     resume_dirty = true;
                                     if job_tx.send(Job::Want { file, urgent }).await.is_err() {
-                                        fatal = Some("disk thread stopped".into());
+                                        fatal = Some(DISK_STOPPED.into());
                                     }
                                 }
                             }
@@ -805,7 +808,7 @@ pub async fn run(
                         .await
                         .is_err()
                     {
-                        fatal = Some("disk thread stopped".into());
+                        fatal = Some(DISK_STOPPED.into());
                     }
                 }
                 Event::Read { peer, block } => {
@@ -957,8 +960,10 @@ pub async fn run(
                     }
                 }
             }
-            Done::Failed(reason) => {
-                fatal.get_or_insert(reason);
+            // The disk thread's own error (a full disk, named) beats
+            // what the engine saw of it: a job it could no longer send.
+            Done::Failed(reason) if fatal.as_deref().is_none_or(|f| f == DISK_STOPPED) => {
+                fatal = Some(reason);
             }
             _ => {}
         }
