@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -113,6 +113,79 @@ pub fn spawn(cmd: &mut Command, log: &Path) -> Kill {
         .spawn()
         .expect("spawn swarmsync");
     Kill(child)
+}
+
+/// An origin (`swarmsync publish`) of channel `c` over `<d>/tree`.
+pub struct Origin {
+    pub d: PathBuf,
+    pub key: PathBuf,
+    pub public: String,
+    pub peer: u16,
+    pub http: u16,
+}
+
+impl Origin {
+    /// Writes a tree with a `len`-byte `pool/a.deb` and a signing key.
+    pub fn new(d: &Path, len: usize) -> Origin {
+        let tree = d.join("tree");
+        std::fs::create_dir_all(tree.join("pool")).expect("mkdir");
+        std::fs::write(tree.join("pool/a.deb"), vec![7u8; len]).expect("write");
+        std::fs::write(tree.join("Release"), b"one\n").expect("write");
+        let key = d.join("k.key");
+        let public = keygen(&key);
+        Origin {
+            d: d.to_path_buf(),
+            key,
+            public,
+            peer: port(),
+            http: port(),
+        }
+    }
+
+    pub fn publish(&self, once: bool) -> Command {
+        let mut c = bin();
+        c.args([
+            "publish",
+            "--channel",
+            "c",
+            "--expires",
+            "1d",
+            "--piece-size",
+            "16384",
+        ])
+        .arg("--key")
+        .arg(&self.key)
+        .arg("--tree")
+        .arg(self.d.join("tree"))
+        .arg("--state")
+        .arg(self.d.join("origin"))
+        .args(["--listen", &format!("127.0.0.1:{}", self.peer)])
+        .args(["--http", &format!("127.0.0.1:{}", self.http)]);
+        if once {
+            c.arg("--once");
+        }
+        c
+    }
+
+    /// Starts the long-running origin (with `extra` arguments) and waits
+    /// for its first release.
+    pub fn start(&self, log: &Path, extra: &[&str]) -> Kill {
+        let origin = spawn(self.publish(false).args(extra), log);
+        let t0 = Instant::now();
+        while !self.d.join("origin/c/release").exists() && t0.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        origin
+    }
+
+    /// Changes the tree and publishes it from another process, as cron
+    /// would; the new release's seq.
+    pub fn republish(&self) -> u64 {
+        std::fs::write(self.d.join("tree/Release"), b"two\n").expect("write");
+        run_within(&mut self.publish(true), Duration::from_secs(60)).ok();
+        current_seq(&self.d.join("origin"))
+    }
 }
 
 /// The node's first channel, from /-/status.json.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use swarm::dht::{Config, Dht};
 
-use crate::common::{bin, current_seq, keygen, port, run_within, served_seq, spawn};
+use crate::common::{Origin, bin, current_seq, port, served_seq, spawn};
 
 /// A private DHT of `n` server nodes on 127.0.0.1, each joining through
 /// the first. The nodes run on their own threads; the runtime only
@@ -61,47 +61,11 @@ fn a_node_with_a_dead_feed_follows_the_dht_item() {
     let deadline = Instant::now() + Duration::from_secs(90);
     let tmp = tempfile::tempdir().expect("tempdir");
     let d = tmp.path();
-    let tree = d.join("tree");
-    std::fs::create_dir_all(tree.join("pool")).expect("mkdir");
-    std::fs::write(tree.join("pool/a.deb"), vec![7u8; 100_000]).expect("write");
-    std::fs::write(tree.join("Release"), b"one\n").expect("write");
-    let key = d.join("k.key");
-    let public = keygen(&key);
+    let o = Origin::new(d, 100_000);
 
     let (_rt, _net, dht_nodes) = testnet(4);
-    let (o_peer, o_http) = (port(), port());
-    let publish = |once: bool| {
-        let mut c = bin();
-        c.args([
-            "publish",
-            "--channel",
-            "c",
-            "--expires",
-            "1d",
-            "--piece-size",
-            "16384",
-        ])
-        .arg("--key")
-        .arg(&key)
-        .arg("--tree")
-        .arg(&tree)
-        .arg("--state")
-        .arg(d.join("origin"))
-        .args(["--listen", &format!("127.0.0.1:{o_peer}")])
-        .args(["--http", &format!("127.0.0.1:{o_http}")]);
-        if once {
-            c.arg("--once");
-        } else {
-            c.args(["--dht", "--dht-bootstrap", &dht_nodes[0]]);
-        }
-        c
-    };
     let origin_log = d.join("origin.log");
-    let _origin = spawn(&mut publish(false), &origin_log);
-    let t0 = Instant::now();
-    while !d.join("origin/c/release").exists() && t0.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let _origin = o.start(&origin_log, &["--dht", "--dht-bootstrap", &dht_nodes[0]]);
     let first = current_seq(&d.join("origin"));
 
     // The feed is a closed port: only the DHT can tell the node.
@@ -113,9 +77,10 @@ fn a_node_with_a_dead_feed_follows_the_dht_item() {
         &config,
         format!(
             "[node]\ndata_dir = {:?}\npeer_listen = \"127.0.0.1:{peer}\"\nhttp_listen = \"127.0.0.1:{http}\"\npoll_interval = \"1s\"\n\
-             [[channel]]\nname = \"c\"\npublic_key = \"{public}\"\nfeeds = [\"{dead_feed}\"]\n\
+             [[channel]]\nname = \"c\"\npublic_key = \"{}\"\nfeeds = [\"{dead_feed}\"]\n\
              [network]\nlsd = false\ndht = true\ndht_bootstrap = [{}]\n[leds]\nbackend = \"none\"\nwatchdog = \"off\"\n",
             d.join("node").display().to_string(),
+            o.public,
             bootstrap.join(", ")
         ),
     )
@@ -126,9 +91,7 @@ fn a_node_with_a_dead_feed_follows_the_dht_item() {
     wait_seq(http, first, deadline, "node (first release)", &logs);
 
     // A cron-style publication; the running origin puts it in the DHT.
-    std::fs::write(tree.join("Release"), b"two\n").expect("write");
-    run_within(&mut publish(true), Duration::from_secs(30)).ok();
-    let second = current_seq(&d.join("origin"));
+    let second = o.republish();
     assert!(second > first);
     wait_seq(http, second, deadline, "node (second release)", &logs);
 

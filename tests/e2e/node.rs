@@ -4,10 +4,12 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::common::{bin, channel_peers, current_seq, keygen, port, run_within, served_seq, spawn};
+use crate::common::{
+    Origin, bin, channel_peers, current_seq, keygen, port, run_within, served_seq, spawn,
+};
 
 fn wait_seq(http: u16, want: u64, limit: Duration, what: &str, logs: &[&Path]) {
     let t0 = Instant::now();
@@ -27,100 +29,22 @@ fn wait_seq(http: u16, want: u64, limit: Duration, what: &str, logs: &[&Path]) {
     );
 }
 
-/// An origin (`swarmsync publish`) of channel `c` over `<d>/tree`.
-struct Origin {
-    d: std::path::PathBuf,
-    key: std::path::PathBuf,
-    public: String,
-    peer: u16,
-    http: u16,
-}
-
-impl Origin {
-    fn new(d: &Path) -> Origin {
-        let tree = d.join("tree");
-        std::fs::create_dir_all(tree.join("pool")).expect("mkdir");
-        std::fs::write(tree.join("pool/a.deb"), vec![7u8; 200_000]).expect("write");
-        std::fs::write(tree.join("Release"), b"one\n").expect("write");
-        let key = d.join("k.key");
-        let public = keygen(&key);
-        Origin {
-            d: d.to_path_buf(),
-            key,
-            public,
-            peer: port(),
-            http: port(),
-        }
-    }
-
-    fn publish(&self, once: bool) -> std::process::Command {
-        let mut c = bin();
-        c.args([
-            "publish",
-            "--channel",
-            "c",
-            "--expires",
-            "1d",
-            "--piece-size",
-            "16384",
-        ])
-        .arg("--key")
-        .arg(&self.key)
-        .arg("--tree")
-        .arg(self.d.join("tree"))
-        .arg("--state")
-        .arg(self.d.join("origin"))
-        .args(["--listen", &format!("127.0.0.1:{}", self.peer)])
-        .args(["--http", &format!("127.0.0.1:{}", self.http)]);
-        if once {
-            c.arg("--once");
-        }
-        c
-    }
-
-    /// Starts the long-running origin and waits for its first release.
-    fn start(&self, log: &Path) -> crate::common::Kill {
-        let origin = spawn(&mut self.publish(false), log);
-        let t0 = Instant::now();
-        while !self.d.join("origin/c/release").exists() && t0.elapsed() < Duration::from_secs(30) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        origin
-    }
-
-    /// Changes the tree and publishes it from another process, as cron
-    /// would; the new release's seq.
-    fn republish(&self) -> u64 {
-        std::fs::write(self.d.join("tree/Release"), b"two\n").expect("write");
-        run_within(&mut self.publish(true), Duration::from_secs(60)).ok();
-        current_seq(&self.d.join("origin"))
-    }
-
-    /// A node config: peer and HTTP ports, the feed polled every `poll`,
-    /// `peers` dialed.
-    fn node_config(
-        &self,
-        n: u8,
-        peer: u16,
-        http: u16,
-        peers: &[u16],
-        poll: &str,
-    ) -> std::path::PathBuf {
-        let feed = format!("http://127.0.0.1:{}/-/releases/c", self.http);
-        let peers: Vec<String> = peers.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
-        let text = format!(
-            "[node]\ndata_dir = {:?}\npeer_listen = \"127.0.0.1:{peer}\"\nhttp_listen = \"127.0.0.1:{http}\"\npoll_interval = \"{poll}\"\n\
-             [[channel]]\nname = \"c\"\npublic_key = \"{}\"\nfeeds = [\"{feed}\"]\n\
-             [network]\nlsd = false\npeers = [{}]\n[leds]\nbackend = \"none\"\nwatchdog = \"off\"\n",
-            self.d.join(format!("node{n}")).display().to_string(),
-            self.public,
-            peers.join(", ")
-        );
-        let path = self.d.join(format!("node{n}.toml"));
-        std::fs::write(&path, text).expect("config");
-        path
-    }
+/// A node config for origin `o`'s channel: peer and HTTP ports, the feed
+/// polled every `poll`, `peers` dialed.
+fn node_config(o: &Origin, n: u8, peer: u16, http: u16, peers: &[u16], poll: &str) -> PathBuf {
+    let feed = format!("http://127.0.0.1:{}/-/releases/c", o.http);
+    let peers: Vec<String> = peers.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+    let text = format!(
+        "[node]\ndata_dir = {:?}\npeer_listen = \"127.0.0.1:{peer}\"\nhttp_listen = \"127.0.0.1:{http}\"\npoll_interval = \"{poll}\"\n\
+         [[channel]]\nname = \"c\"\npublic_key = \"{}\"\nfeeds = [\"{feed}\"]\n\
+         [network]\nlsd = false\npeers = [{}]\n[leds]\nbackend = \"none\"\nwatchdog = \"off\"\n",
+        o.d.join(format!("node{n}")).display().to_string(),
+        o.public,
+        peers.join(", ")
+    );
+    let path = o.d.join(format!("node{n}.toml"));
+    std::fs::write(&path, text).expect("config");
+    path
 }
 
 /// Release gossip (the `swarmsync_release` BEP 10 extension): a node that
@@ -130,12 +54,12 @@ impl Origin {
 fn a_node_learns_a_release_from_its_peer() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let d = tmp.path();
-    let o = Origin::new(d);
+    let o = Origin::new(d, 200_000);
     let origin_log = d.join("origin.log");
-    let _origin = o.start(&origin_log);
+    let _origin = o.start(&origin_log, &[]);
     let (p1, p2, h1, h2) = (port(), port(), port(), port());
-    let c1 = o.node_config(1, p1, h1, &[p2], "500ms");
-    let c2 = o.node_config(2, p2, h2, &[p1], "1h");
+    let c1 = node_config(&o, 1, p1, h1, &[p2], "500ms");
+    let c2 = node_config(&o, 2, p2, h2, &[p1], "1h");
     let (l1, l2) = (d.join("node1.log"), d.join("node2.log"));
     // The origin has published before node 2's one and only poll.
     let first = current_seq(&d.join("origin"));
@@ -176,11 +100,11 @@ fn a_node_learns_a_release_from_its_peer() {
 fn a_node_learns_a_release_from_the_origin() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let d = tmp.path();
-    let o = Origin::new(d);
+    let o = Origin::new(d, 200_000);
     let origin_log = d.join("origin.log");
-    let _origin = o.start(&origin_log);
+    let _origin = o.start(&origin_log, &[]);
     let (p1, h1) = (port(), port());
-    let c1 = o.node_config(1, p1, h1, &[], "1h");
+    let c1 = node_config(&o, 1, p1, h1, &[], "1h");
     let l1 = d.join("node1.log");
     let first = current_seq(&d.join("origin"));
     let _n1 = spawn(bin().arg("run").arg("--config").arg(&c1), &l1);

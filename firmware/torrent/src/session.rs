@@ -813,12 +813,8 @@ impl Session {
                     let Some(peer) = self.peers.get_mut(&key) else {
                         return Ok(());
                     };
-                    // A web seed sends only what it was asked for, late when
-                    // its request timed out (30 s) during a slow batch; a
-                    // slow wire peer answers its timed-out requests late too.
-                    if peer.virtual_peer {
-                        return Ok(());
-                    }
+                    // A late answer to a request that timed out (30 s): a
+                    // slow peer, or a web seed during a slow batch.
                     if let Some(pos) = peer.timed_out.iter().position(|r| *r == block) {
                         peer.timed_out.remove(pos);
                         return Ok(());

@@ -214,7 +214,7 @@ pub async fn serve(
         if *stop.borrow() {
             break;
         }
-        let Some(release) = super::previous_release(&cd, &signer) else {
+        let Some((release, bytes)) = newest_signed(&cd, &signer) else {
             tokio::time::sleep(POLL).await;
             continue;
         };
@@ -233,9 +233,7 @@ pub async fn serve(
                 continue;
             }
         };
-        if let Some((_, bytes)) = newest_signed(&cd, &signer).filter(|(r, _)| r.seq == seq) {
-            gossip_tx.send_replace(Some(Arc::new(channel::gossip::encode(&bytes))));
-        }
+        gossip_tx.send_replace(Some(Arc::new(channel::gossip::encode(&bytes))));
         tracing::info!("seeding release {seq} of {}", args.channel);
         let mut opts = swarm::engine::Options::new(cd.tree(seq), crate::cmd_swarm::peer_id());
         opts.listen = Some(args.listen);
