@@ -1424,7 +1424,7 @@ fn web_seed_only(kind: Kind) {
     let dir = tmp.path().join("dl");
     let (s, _) = download(&tree, &torrent, &dir, &[], DOWNLOAD);
     assert_eq!(s.hash_failures, 0, "{s:?}");
-    // nginx's log: "CONNECTION BODY_BYTES REQUEST" per request.
+    // nginx's log: "CONNECTION BODY_BYTES REQUEST RANGE" per request.
     let log = std::fs::read_to_string(tmp.path().join("nginx/access.log")).expect("access.log");
     let mut conns = std::collections::BTreeSet::new();
     let mut sent = 0u64;

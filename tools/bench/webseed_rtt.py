@@ -30,7 +30,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import ROOT, children, cleanup, die, free_port, log, version  # noqa: E402
+from download import same_tree  # noqa: E402
 from serve import start_nginx  # noqa: E402
+from sync import timed  # noqa: E402
 
 
 def delay_proxy(listen_port, target_port, half_rtt):
@@ -102,22 +104,6 @@ def write_tree(root, files, seed):
     return names, total
 
 
-def timed(argv, timeout):
-    t = time.monotonic()
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    secs = time.monotonic() - t
-    if r.returncode != 0:
-        die("%s failed (%d): %s" % (argv[0], r.returncode, (r.stderr or r.stdout)[-2000:]))
-    return secs, r
-
-
-def same_tree(a, b, names):
-    for rel in names:
-        with open(os.path.join(a, rel), "rb") as x, open(os.path.join(b, rel), "rb") as y:
-            if x.read() != y.read():
-                die("%s differs after the download" % rel)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, default=200)
@@ -157,19 +143,19 @@ def main():
             runs.append(("swarmsync, older build", args.swarmsync_old))
         for label, binary in runs:
             out = os.path.join(scratch, "ss-%d" % len(rows))
-            secs, r = timed([binary, "torrent", "download", torrent, "--dir", out],
-                            args.timeout)
-            same_tree(www, out, names)
-            m = re.search(r"(\d+) bytes downloaded", r.stdout)
+            secs, _, _, text, _ = timed([binary, "torrent", "download", torrent, "--dir", out],
+                                        out + ".log", args.timeout)
+            same_tree(www, out, "tree")
+            m = re.search(r"(\d+) bytes downloaded", text)
             rows.append((label, version([binary, "--version"]), secs,
                          int(m.group(1)) if m else None))
             log("%s: %.1f s" % (label, secs))
         for j in (1, 4):
             out = os.path.join(scratch, "aria2-%d" % j)
-            secs, _ = timed(["aria2c", "-q", "-i", urls, "-d", out, "-j", str(j), "-x", "1",
-                             "--allow-overwrite=true", "--auto-file-renaming=false",
-                             "--file-allocation=none"], args.timeout)
-            same_tree(www, out, names)
+            secs = timed(["aria2c", "-q", "-i", urls, "-d", out, "-j", str(j), "-x", "1",
+                          "--allow-overwrite=true", "--auto-file-renaming=false",
+                          "--file-allocation=none"], out + ".log", args.timeout)[0]
+            same_tree(www, out, "tree")
             rows.append(("aria2c -j %d" % j, version(["aria2c", "--version"]), secs, None))
             log("aria2c -j %d: %.1f s" % (j, secs))
 
